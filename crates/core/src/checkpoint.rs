@@ -1,0 +1,252 @@
+//! Checkpoints: named tensors plus string metadata in one safetensors file,
+//! written to a temporary name, flushed and renamed so that a crash or a full
+//! disk never leaves a half-written checkpoint under the final name.
+
+use crate::{Error, Result};
+use candle::{Device, Tensor};
+use candle_nn::VarMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The tensors and metadata of a checkpoint file.
+#[derive(Debug, Default, Clone)]
+pub struct Checkpoint {
+    /// Named tensors (parameters, optimizer moments, …).
+    pub tensors: BTreeMap<String, Tensor>,
+    /// Free-form string metadata (epoch, seed, configuration, …).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Checkpoint {
+    /// Adds every variable of `varmap`, under `prefix` + its name.
+    pub fn add_varmap(&mut self, prefix: &str, varmap: &VarMap) -> Result<()> {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle::Error::msg("varmap lock poisoned"))?;
+        for (name, var) in data.iter() {
+            self.tensors.insert(format!("{prefix}{name}"), var.as_tensor().clone());
+        }
+        Ok(())
+    }
+
+    /// Sets every variable of `varmap` from the tensor stored under `prefix` +
+    /// its name.
+    ///
+    /// # Errors
+    /// A missing tensor or one of another shape is an [`Error::Checkpoint`]
+    /// naming it (e.g. a checkpoint of another architecture).
+    pub fn load_varmap(&self, prefix: &str, varmap: &VarMap, path: &Path) -> Result<()> {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle::Error::msg("varmap lock poisoned"))?;
+        // Check everything first so that a wrong checkpoint changes nothing.
+        for (name, var) in data.iter() {
+            let key = format!("{prefix}{name}");
+            let stored = self.tensors.get(&key).ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("no tensor `{key}` (is it a checkpoint of another model?)"),
+            })?;
+            if stored.dims() != var.dims() {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "tensor `{key}` has shape {:?}, the model expects {:?}",
+                        stored.dims(),
+                        var.dims()
+                    ),
+                });
+            }
+        }
+        for (name, var) in data.iter() {
+            if let Some(stored) = self.tensors.get(&format!("{prefix}{name}")) {
+                var.set(&stored.to_dtype(var.dtype())?.to_device(var.device())?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata value `key` parsed as `T`.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] if it is missing or does not parse.
+    pub fn metadata_value<T: std::str::FromStr>(&self, key: &str, path: &Path) -> Result<T> {
+        let raw = self.metadata.get(key).ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("metadata `{key}` is missing"),
+        })?;
+        raw.parse().map_err(|_| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("metadata `{key}` = `{raw}` does not parse"),
+        })
+    }
+
+    /// Writes the checkpoint atomically: to `<path>.tmp`, flushed to disk, then
+    /// renamed over `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tensors: Vec<(&String, Tensor)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
+            .collect::<candle::Result<_>>()?;
+        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("cannot serialise: {e}"),
+        })?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::save`] (or any safetensors
+    /// file) onto `device`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read, [`Error::Checkpoint`] if it is
+    /// not a valid safetensors file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read checkpoint", path, e))?;
+        let invalid = |reason: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let tensors = candle::safetensors::load_buffer(&bytes, device)
+            .map_err(|e| invalid(format!("cannot read tensors: {e}")))?
+            .into_iter()
+            .collect();
+        Ok(Self { tensors, metadata })
+    }
+}
+
+/// The temporary name a file is written under before it is renamed into place.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, `fsync`, then `rename` (atomic on POSIX file systems). On error
+/// the temporary file is removed and any old `path` is left untouched.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temporary_path(path);
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("write", path, e));
+    }
+    Ok(())
+}
+
+/// Saves every variable of `varmap` to `path` atomically (safetensors, with
+/// `metadata`).
+pub fn save_varmap(varmap: &VarMap, metadata: &[(&str, String)], path: &Path) -> Result<()> {
+    let mut checkpoint = Checkpoint::default();
+    checkpoint.add_varmap("", varmap)?;
+    checkpoint.metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    checkpoint.save(path)
+}
+
+/// Loads every variable of `varmap` from `path`, checking names and shapes
+/// first; returns the checkpoint's metadata.
+pub fn load_varmap(varmap: &VarMap, path: &Path) -> Result<BTreeMap<String, String>> {
+    let device = varmap
+        .all_vars()
+        .first()
+        .map(|v| v.device().clone())
+        .unwrap_or(Device::Cpu);
+    let checkpoint = Checkpoint::load(path, &device)?;
+    checkpoint.load_varmap("", varmap, path)?;
+    Ok(checkpoint.metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::seeded_var_builder;
+    use candle::DType;
+
+    fn model(varmap: &VarMap, seed: u64, hidden: usize) -> Result<()> {
+        let vb = seeded_var_builder(varmap, seed, DType::F32, &Device::Cpu);
+        candle_nn::linear(3, hidden, vb.pp("fc"))?;
+        Ok(())
+    }
+
+    #[test]
+    fn round_trip_with_metadata() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("model.safetensors");
+        let (saved, loaded) = (VarMap::new(), VarMap::new());
+        model(&saved, 1, 4)?;
+        model(&loaded, 2, 4)?;
+        save_varmap(&saved, &[("epoch", "3".into())], &path)?;
+        let metadata = load_varmap(&loaded, &path)?;
+        assert_eq!(metadata.get("epoch").map(String::as_str), Some("3"));
+        let w = |m: &VarMap| {
+            m.data().lock().unwrap()["fc.weight"]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        assert_eq!(w(&saved), w(&loaded));
+        assert!(!temporary_path(&path).exists(), "no temporary file is left behind");
+        Ok(())
+    }
+
+    #[test]
+    fn other_architecture_is_a_clear_error_and_changes_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("model.safetensors");
+        let (saved, other) = (VarMap::new(), VarMap::new());
+        model(&saved, 1, 4)?;
+        model(&other, 2, 5)?;
+        save_varmap(&saved, &[], &path)?;
+        let before = other.data().lock().unwrap()["fc.weight"]
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let err = load_varmap(&other, &path).unwrap_err().to_string();
+        assert!(err.contains("fc.bias") || err.contains("fc.weight"), "{err}");
+        assert!(err.contains("shape"), "{err}");
+        let after = other.data().lock().unwrap()["fc.weight"]
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(before, after);
+        Ok(())
+    }
+
+    #[test]
+    fn garbage_file_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("garbage.safetensors");
+        std::fs::write(&path, b"\xff\xff\xff\xff\xff\xff\xff\xffnot json").map_err(|e| Error::io("write", &path, e))?;
+        let err = Checkpoint::load(&path, &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("garbage.safetensors"), "{err}");
+        let missing = Checkpoint::load(&dir.path().join("missing"), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("missing"), "{missing}");
+        Ok(())
+    }
+
+    #[test]
+    fn failed_write_leaves_old_file_intact() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("ckpt");
+        write_atomic(&path, b"old")?;
+        // A directory squatting on the temporary name makes the write fail.
+        std::fs::create_dir(temporary_path(&path)).map_err(|e| Error::io("mkdir", &path, e))?;
+        assert!(write_atomic(&path, b"new").is_err());
+        assert_eq!(std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?, b"old");
+        Ok(())
+    }
+}

@@ -1,0 +1,82 @@
+//! The error type of deepgen-core.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in device selection, checkpoints, optimizers
+/// and the training loop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (shape mismatch, device error, …).
+    #[error(transparent)]
+    Candle(#[from] candle::Error),
+    /// Reading or writing a file failed.
+    #[error("{op} `{path}`: {source}")]
+    Io {
+        /// What was being done (`write checkpoint`, `read metrics`, …).
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint file could not be parsed or does not fit the model.
+    #[error("checkpoint `{path}`: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A device name other than `cpu`, `cuda`, `metal`, `auto` (optionally `cuda:N`).
+    #[error("unknown device `{0}` (expected cpu, cuda, cuda:N, metal or auto)")]
+    UnknownDevice(String),
+    /// The device exists as a choice but this build or machine lacks it.
+    #[error("device `{device}` is not available: {reason}")]
+    DeviceUnavailable {
+        /// The requested device.
+        device: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid {name} = {value}: {reason}")]
+    InvalidConfig {
+        /// The option's name.
+        name: &'static str,
+        /// The offending value, as text.
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+    /// Training produced a NaN or infinite metric; the last good checkpoint is kept.
+    #[error(
+        "metric `{metric}` became {value} at epoch {epoch}, batch {batch}; stopped, the last good checkpoint is kept"
+    )]
+    NonFinite {
+        /// The metric that went bad.
+        metric: String,
+        /// Its value (NaN or ±inf).
+        value: f64,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch (`None` for end-of-epoch metrics).
+        batch: String,
+    },
+    /// `--resume` was asked for but the run directory has no checkpoint.
+    #[error("cannot resume: no checkpoint at `{0}`")]
+    NothingToResume(PathBuf),
+}
+
+/// `Result` with deepgen-core's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the operation and the path it concerned.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

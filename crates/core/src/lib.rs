@@ -1,0 +1,34 @@
+//! deepgen-core: the ground every deepgen model crate stands on.
+//!
+//! - [`candle`] and [`candle_nn`] re-exported, with the `cuda` and `metal`
+//!   features that every model crate forwards here;
+//! - [`device`]: `cpu | cuda | metal | auto` selection;
+//! - [`rng`]: seeded noise drawn on the host (Candle's CPU generator cannot be
+//!   seeded), so the same seed gives the same run;
+//! - [`checkpoint`]: safetensors checkpoints written to a temporary name and
+//!   renamed, so a crash never leaves a half-written file;
+//! - [`optim`]: Adam/AdamW with state that is checkpointed, gradient clipping by
+//!   global norm and learning-rate schedules (candle-nn has none of these);
+//! - [`train`]: the one training loop (epochs × batches, progress bar,
+//!   metrics CSV, NaN/inf guard, resume) that every model drives through its
+//!   [`train::TrainStep`].
+#![deny(missing_docs)]
+
+pub use candle;
+pub use candle_nn;
+
+pub mod checkpoint;
+pub mod device;
+pub mod error;
+pub mod init;
+pub mod optim;
+pub mod rng;
+pub mod train;
+
+pub use checkpoint::Checkpoint;
+pub use device::{DeviceChoice, select_device};
+pub use error::{Error, Result};
+pub use init::seeded_var_builder;
+pub use optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig, clip_grad_norm};
+pub use rng::{StdRng, derived_rng, rng_from_seed};
+pub use train::{BatchSource, EpochRecord, Metrics, TrainConfig, TrainStep, fit};

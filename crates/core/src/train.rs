@@ -1,0 +1,439 @@
+//! The one training loop every deepgen model uses.
+//!
+//! A model crate implements [`TrainStep`] (one optimisation step on a batch,
+//! an end-of-epoch evaluation, and its checkpoint state); data comes from a
+//! [`BatchSource`]; [`fit`] runs epochs × batches with a progress bar, writes
+//! `metrics.csv` (one row per epoch) and `checkpoint.safetensors` (atomically,
+//! after every epoch), stops with [`Error::NonFinite`] on a NaN or infinite
+//! metric or parameter while keeping the last good checkpoint, and resumes
+//! from the checkpoint.
+//!
+//! Randomness: epoch `e` draws from `derived_rng(seed, 2e)` (shuffling, noise
+//! of every step) and its evaluation from `derived_rng(seed, 2e + 1)`, so a
+//! resumed run draws exactly what an uninterrupted one does.
+
+use crate::checkpoint::{Checkpoint, write_atomic};
+use crate::rng::derived_rng;
+use crate::{Error, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::rngs::StdRng;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The checkpoint file inside a run directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The metrics file inside a run directory.
+pub const METRICS_FILE: &str = "metrics.csv";
+const EPOCH_KEY: &str = "deepgen.epochs_completed";
+const SEED_KEY: &str = "deepgen.seed";
+
+/// Where the training loop gets its batches from.
+///
+/// `start_epoch` is called once before every epoch with that epoch's seeded
+/// generator (shuffle there); batches are then fetched by index, so the loop
+/// knows the epoch length for its progress bar.
+pub trait BatchSource {
+    /// What one batch is (a tensor, or a tensor with labels).
+    type Batch;
+    /// The number of batches in one epoch.
+    fn n_batches(&self) -> usize;
+    /// Prepares the next epoch (e.g. draws a new shuffled order from `rng`).
+    fn start_epoch(&mut self, rng: &mut StdRng) -> Result<()>;
+    /// The `batch_idx`-th batch of the current epoch, `batch_idx < n_batches()`.
+    fn batch(&self, batch_idx: usize) -> Result<Self::Batch>;
+}
+
+/// Named scalars in column order, from one step or one evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    values: Vec<(String, f64)>,
+    weight: Option<f64>,
+}
+
+impl Metrics {
+    /// No metrics.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `name = value` (builder style).
+    pub fn with(mut self, name: impl Into<String>, value: f64) -> Self {
+        self.push(name, value);
+        self
+    }
+
+    /// Adds `name = value`, replacing an earlier value of the same name.
+    pub fn push(&mut self, name: impl Into<String>, value: f64) {
+        let name = name.into();
+        match self.values.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.values.push((name, value)),
+        }
+    }
+
+    /// The weight of a step's metrics in the epoch mean (e.g. its batch size;
+    /// every step weighs 1 when unset).
+    pub fn weighted(mut self, weight: f64) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// `(name, value)` pairs in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.values.iter().map(|(n, v)| (n.as_str(), *v))
+    }
+
+    /// Whether there are no metrics.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn first_non_finite(&self) -> Option<(&str, f64)> {
+        self.iter().find(|(_, v)| !v.is_finite())
+    }
+}
+
+/// Running weighted means of step metrics over an epoch.
+#[derive(Debug, Default)]
+struct MetricMeans {
+    sums: Vec<(String, f64, f64)>,
+}
+
+impl MetricMeans {
+    fn add(&mut self, metrics: &Metrics) {
+        let w = metrics.weight.unwrap_or(1.0);
+        for (name, value) in metrics.iter() {
+            match self.sums.iter_mut().find(|(n, _, _)| n == name) {
+                Some(slot) => {
+                    slot.1 += w * value;
+                    slot.2 += w;
+                }
+                None => self.sums.push((name.to_string(), w * value, w)),
+            }
+        }
+    }
+
+    fn means(&self) -> Metrics {
+        let mut m = Metrics::new();
+        for (name, sum, weight) in &self.sums {
+            m.push(name.clone(), sum / weight);
+        }
+        m
+    }
+}
+
+/// One model's side of training.
+pub trait TrainStep {
+    /// The batch type this step consumes.
+    type Batch;
+
+    /// One optimisation step on `batch`; returns named scalars for the metrics
+    /// log (e.g. `train_loss`). All noise comes from `rng`.
+    fn train_step(&mut self, batch: &Self::Batch, rng: &mut StdRng) -> Result<Metrics>;
+
+    /// Called after every epoch (`epoch` counts from 1): evaluation metrics
+    /// (e.g. `test_loss`, `test_accuracy`) and pictures. None by default.
+    fn end_epoch(&mut self, epoch: usize, rng: &mut StdRng) -> Result<Metrics> {
+        let _ = (epoch, rng);
+        Ok(Metrics::new())
+    }
+
+    /// Adds everything a resumed run needs (parameters, optimizer state) to
+    /// `checkpoint`.
+    fn save_state(&self, checkpoint: &mut Checkpoint) -> Result<()>;
+
+    /// Restores what [`TrainStep::save_state`] saved.
+    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> Result<()>;
+}
+
+/// How to run [`fit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Total number of epochs of the run (a resumed run continues up to it).
+    pub epochs: usize,
+    /// The run's seed; every random draw derives from it.
+    pub seed: u64,
+    /// Where `metrics.csv` and `checkpoint.safetensors` go (`None`: nowhere).
+    pub run_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in `run_dir`.
+    pub resume: bool,
+    /// Draw a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            seed: 0,
+            run_dir: None,
+            resume: false,
+            progress: true,
+        }
+    }
+}
+
+/// What one epoch produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRecord {
+    /// The epoch, counted from 1.
+    pub epoch: usize,
+    /// Weighted means of the step metrics over the epoch.
+    pub train: Metrics,
+    /// The end-of-epoch metrics.
+    pub eval: Metrics,
+    /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
+    pub train_seconds: f64,
+}
+
+impl EpochRecord {
+    /// The CSV header: `epoch`, the train and eval metric names, `train_seconds`.
+    pub fn csv_header(&self) -> String {
+        let names = self.train.iter().chain(self.eval.iter()).map(|(n, _)| n.to_string());
+        std::iter::once("epoch".to_string())
+            .chain(names)
+            .chain(std::iter::once("train_seconds".into()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The CSV row matching [`EpochRecord::csv_header`].
+    pub fn csv_row(&self) -> String {
+        let values = self.train.iter().chain(self.eval.iter()).map(|(_, v)| format!("{v}"));
+        std::iter::once(self.epoch.to_string())
+            .chain(values)
+            .chain(std::iter::once(format!("{:.3}", self.train_seconds)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The metrics CSV of a run, rewritten atomically after each epoch.
+#[derive(Debug)]
+struct MetricsLog {
+    path: PathBuf,
+    header: Option<String>,
+    rows: Vec<String>,
+}
+
+impl MetricsLog {
+    /// Opens the log; when resuming after `epochs_completed` epochs, keeps the
+    /// rows of those epochs only (later rows belong to a run that crashed).
+    fn open(path: PathBuf, epochs_completed: Option<usize>) -> Result<Self> {
+        let mut log = MetricsLog {
+            path,
+            header: None,
+            rows: Vec::new(),
+        };
+        let Some(done) = epochs_completed else { return Ok(log) };
+        let text = match std::fs::read_to_string(&log.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(log),
+            Err(e) => return Err(Error::io("read metrics", &log.path, e)),
+        };
+        let mut lines = text.lines();
+        log.header = lines.next().map(str::to_string);
+        log.rows = lines
+            .filter(|row| {
+                row.split(',')
+                    .next()
+                    .and_then(|e| e.parse::<usize>().ok())
+                    .is_some_and(|e| e <= done)
+            })
+            .map(str::to_string)
+            .collect();
+        Ok(log)
+    }
+
+    fn append(&mut self, record: &EpochRecord) -> Result<()> {
+        let header = record.csv_header();
+        match &self.header {
+            Some(existing) if *existing != header => {
+                return Err(Error::InvalidConfig {
+                    name: "metrics",
+                    value: header,
+                    reason: format!(
+                        "the columns differ from those already in `{}`: {existing}",
+                        self.path.display()
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => self.header = Some(header),
+        }
+        self.rows.push(record.csv_row());
+        let mut text = self.header.clone().unwrap_or_default();
+        for row in &self.rows {
+            text.push('\n');
+            text.push_str(row);
+        }
+        text.push('\n');
+        write_atomic(&self.path, text.as_bytes())
+    }
+}
+
+fn check_finite(metrics: &Metrics, epoch: usize, batch: String) -> Result<()> {
+    match metrics.first_non_finite() {
+        Some((name, value)) => Err(Error::NonFinite {
+            metric: name.to_string(),
+            value,
+            epoch,
+            batch,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_state_finite(checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
+    for (name, tensor) in &checkpoint.tensors {
+        if !tensor.dtype().is_float() {
+            continue;
+        }
+        let total = tensor
+            .to_dtype(candle::DType::F64)?
+            .abs()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+        if !total.is_finite() {
+            return Err(Error::NonFinite {
+                metric: format!("parameter {name}"),
+                value: total,
+                epoch,
+                batch: "end".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(config: &TrainConfig, n_batches: usize, epoch: usize) -> ProgressBar {
+    let bar = ProgressBar::new(n_batches as u64);
+    if !config.progress || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(
+        "epoch {prefix:>3}/{len_epochs} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+    )
+    .map(|s| s.progress_chars("=> "))
+    {
+        bar.set_style(style.with_key("len_epochs", {
+            let total = config.epochs;
+            move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{total}");
+            }
+        }));
+    }
+    bar.set_prefix(epoch.to_string());
+    bar
+}
+
+/// Trains `step` on `data` for `config.epochs` epochs; `on_epoch` sees every
+/// finished epoch (the CLI prints a line there). Returns the records of the
+/// epochs run in this call.
+///
+/// # Errors
+/// - [`Error::NonFinite`] when a metric or parameter becomes NaN or infinite;
+///   the checkpoint of the last good epoch stays in `run_dir`.
+/// - [`Error::NothingToResume`] when `resume` is set but `run_dir` has no
+///   checkpoint; [`Error::InvalidConfig`] when the checkpoint's seed differs
+///   from `config.seed`.
+/// - Whatever the step, the data source or the file system returns.
+pub fn fit<S, D>(
+    config: &TrainConfig,
+    step: &mut S,
+    data: &mut D,
+    mut on_epoch: impl FnMut(&EpochRecord),
+) -> Result<Vec<EpochRecord>>
+where
+    S: TrainStep,
+    D: BatchSource<Batch = S::Batch>,
+{
+    if let Some(dir) = &config.run_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create run directory", dir, e))?;
+    }
+    let checkpoint_path = config.run_dir.as_ref().map(|d| d.join(CHECKPOINT_FILE));
+    let mut start_epoch = 0;
+    if config.resume {
+        let path = checkpoint_path.clone().ok_or_else(|| Error::InvalidConfig {
+            name: "resume",
+            value: "true".into(),
+            reason: "resuming needs a run directory".into(),
+        })?;
+        if !path.exists() {
+            return Err(Error::NothingToResume(path));
+        }
+        let checkpoint = Checkpoint::load(&path, &candle::Device::Cpu)?;
+        let seed: u64 = checkpoint.metadata_value(SEED_KEY, &path)?;
+        if seed != config.seed {
+            return Err(Error::InvalidConfig {
+                name: "seed",
+                value: config.seed.to_string(),
+                reason: format!(
+                    "the checkpoint `{}` was trained with seed {seed}; resume with the same seed",
+                    path.display()
+                ),
+            });
+        }
+        start_epoch = checkpoint.metadata_value(EPOCH_KEY, &path)?;
+        step.load_state(&checkpoint, &path)?;
+    }
+    let mut log = match &config.run_dir {
+        Some(dir) => Some(MetricsLog::open(
+            dir.join(METRICS_FILE),
+            config.resume.then_some(start_epoch),
+        )?),
+        None => None,
+    };
+
+    let mut records = Vec::new();
+    for epoch_idx in start_epoch..config.epochs {
+        let epoch = epoch_idx + 1;
+        let mut rng = derived_rng(config.seed, 2 * epoch_idx as u64);
+        data.start_epoch(&mut rng)?;
+        let n_batches = data.n_batches();
+        let bar = progress_bar(config, n_batches, epoch);
+        let mut means = MetricMeans::default();
+        let started = Instant::now();
+        for batch_idx in 0..n_batches {
+            let batch = data.batch(batch_idx)?;
+            let metrics = step.train_step(&batch, &mut rng)?;
+            check_finite(&metrics, epoch, batch_idx.to_string())?;
+            means.add(&metrics);
+            if let Some((name, value)) = means.means().iter().next() {
+                bar.set_message(format!("{name} {value:.4}"));
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+        let eval = step.end_epoch(epoch, &mut derived_rng(config.seed, 2 * epoch_idx as u64 + 1))?;
+        check_finite(&eval, epoch, "end of epoch".into())?;
+        let record = EpochRecord {
+            epoch,
+            train: means.means(),
+            eval,
+            train_seconds,
+        };
+
+        if let (Some(path), Some(log)) = (&checkpoint_path, log.as_mut()) {
+            let mut checkpoint = Checkpoint::default();
+            step.save_state(&mut checkpoint)?;
+            check_state_finite(&checkpoint, epoch)?;
+            checkpoint.metadata.insert(EPOCH_KEY.into(), epoch.to_string());
+            checkpoint.metadata.insert(SEED_KEY.into(), config.seed.to_string());
+            // Metrics first: a crash between the two writes makes the resumed
+            // run redo (and rewrite) this epoch rather than lose its row.
+            log.append(&record)?;
+            checkpoint.save(path)?;
+        }
+        on_epoch(&record);
+        records.push(record);
+    }
+    Ok(records)
+}
