@@ -62,6 +62,11 @@ pub enum Error {
         /// 0-based batch within the epoch (`None` for end-of-epoch metrics).
         batch: String,
     },
+    /// An error of a model or data crate passed through the training loop
+    /// (their `TrainStep` and `BatchSource` implementations keep their own
+    /// error types and wrap them with [`Error::external`]).
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync>),
     /// `--resume` was asked for but the run directory has no checkpoint.
     #[error("cannot resume: no checkpoint at `{0}`")]
     NothingToResume(PathBuf),
@@ -78,5 +83,10 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Wraps another crate's error (see [`Error::External`]).
+    pub fn external(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::External(Box::new(error))
     }
 }
