@@ -258,10 +258,12 @@ struct Part {
 }
 
 impl Part {
-    /// Starts `<target>.part` (a leftover one from an interrupted run is truncated).
+    /// Starts `<target>.<pid>.part` (a leftover one is truncated). The process
+    /// id keeps two fetches running at once into the same folder from writing
+    /// the same temporary file; the renames that finish them are atomic.
     fn create(target: &Path) -> Result<Self> {
         let mut name = target.file_name().expect("target has a file name").to_owned();
-        name.push(".part");
+        name.push(format!(".{}.part", std::process::id()));
         Ok(Self {
             part: target.with_file_name(name),
             target: target.to_path_buf(),
@@ -630,7 +632,11 @@ mod tests {
         let (src, table) = fake_source();
         let table = as_table(&table);
         let dest = tempfile::tempdir().unwrap();
-        fs::write(dest.path().join(format!("{}.part", table[0].0)), b"junk").unwrap();
+        fs::write(
+            dest.path().join(format!("{}.{}.part", table[0].0, std::process::id())),
+            b"junk",
+        )
+        .unwrap();
         copy_from(src.path(), dest.path(), &table).unwrap();
         assert_eq!(md5_file(&dest.path().join(table[0].0)).unwrap(), table[0].1);
         assert!(part_files(dest.path()).is_empty());
