@@ -90,6 +90,13 @@ pub fn run(args: Args) -> Result<()> {
     let mut harness_args = Vec::new();
     if with_data {
         harness_args.push("--include-ignored");
+        // Tests marked `needs data/fashion-mnist` run only when that data set is there too.
+        if !mnist_present(Path::new("data/fashion-mnist")) {
+            println!(
+                "test-all: no data/fashion-mnist: skipping its tests (`cargo xtask fetch-mnist --fashion` adds them)"
+            );
+            harness_args.extend(["--skip", "fashion"]);
+        }
     }
     // The test binaries write to a pipe (ours), so libtest would drop its colours.
     if color == Some("always") || env::var("CARGO_TERM_COLOR").is_ok_and(|c| c == "always") {
