@@ -10,8 +10,18 @@
 //! m ← β₁ m + (1 − β₁) g            v ← β₂ v + (1 − β₂) g²
 //! θ ← θ (1 − η λ) − η · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
 //! ```
+//!
+//! On the CPU both optimizers update each parameter and its state in place,
+//! in one fused sweep that allocates nothing (candle-nn's `AdamW` runs about
+//! ten allocating tensor ops per parameter); the same arithmetic in the same
+//! order keeps the numbers candle-nn's. Gradient clipping is folded into that
+//! sweep: the global norm is read straight from the gradients' storage and
+//! the clipping factor multiplies each gradient as it is read, so the
+//! [`GradStore`] is left as it was. On CUDA and Metal (and for half-precision
+//! parameters) the same update runs as tensor ops.
 
 use crate::checkpoint::Checkpoint;
+use crate::ops::inplace::{self, AdamStep, SgdStep};
 use crate::{Error, Result};
 use candle::backprop::GradStore;
 use candle::{Tensor, Var};
@@ -103,15 +113,33 @@ pub fn clip_grad_norm<'a>(
     Ok(total)
 }
 
-/// The global L2 norm `√(Σ_p ‖∇_p‖²)` of the gradients of `vars`.
+/// The global L2 norm `√(Σ_p ‖∇_p‖²)` of the gradients of `vars`, summed in
+/// `f64` (read directly from contiguous CPU gradients).
 pub fn grad_norm<'a>(grads: &GradStore, vars: impl IntoIterator<Item = &'a Var>) -> Result<f64> {
     let mut sum_sq = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var) {
-            sum_sq += g.to_dtype(candle::DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sum_sq += sum_of_squares(g)?;
         }
     }
     Ok(sum_sq.sqrt())
+}
+
+/// `‖g‖²` in `f64`.
+fn sum_of_squares(g: &Tensor) -> Result<f64> {
+    Ok(match inplace::sum_of_squares(g) {
+        Some(s) => s,
+        None => g.to_dtype(candle::DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?,
+    })
+}
+
+/// The factor `max_norm / (‖g‖ + 1e-6)` that [`clip_grad_norm`] scales by,
+/// or 1 when no clipping is asked for or needed.
+fn clip_factor(norm: f64, max_norm: Option<f64>) -> f64 {
+    match max_norm {
+        Some(max_norm) if norm > max_norm => max_norm / (norm + 1e-6),
+        _ => 1.0,
+    }
 }
 
 /// Collects `varmap`'s float variables sorted by name, so that optimizer state
@@ -198,6 +226,32 @@ struct AdamParam {
     second_moment: Var,
 }
 
+impl AdamParam {
+    /// The update of [`Adam::step`] as tensor ops, for devices and dtypes the
+    /// fused CPU kernel does not handle (CUDA, Metal, half precision).
+    fn tensor_step(&self, g: &Tensor, s: &AdamStep) -> Result<()> {
+        let g = if s.grad_scale == 1.0 {
+            g.clone()
+        } else {
+            (g * s.grad_scale)?
+        };
+        let m = ((self.first_moment.as_tensor() * s.beta1)? + (&g * (1.0 - s.beta1))?)?;
+        let v = ((self.second_moment.as_tensor() * s.beta2)? + (g.sqr()? * (1.0 - s.beta2))?)?;
+        let scale_m = 1.0 / (1.0 - s.beta1.powi(s.t));
+        let scale_v = 1.0 / (1.0 - s.beta2.powi(s.t));
+        let update = ((&m * scale_m)? / ((&v * scale_v)?.sqrt()? + s.eps)?)?;
+        let decayed = if s.weight_decay == 0.0 {
+            self.var.as_tensor().clone()
+        } else {
+            (self.var.as_tensor() * (1.0 - s.lr * s.weight_decay))?
+        };
+        self.var.set(&(decayed - (update * s.lr)?)?)?;
+        self.first_moment.set(&m)?;
+        self.second_moment.set(&v)?;
+        Ok(())
+    }
+}
+
 /// Adam / AdamW with named, checkpointable state.
 #[derive(Debug)]
 pub struct Adam {
@@ -266,39 +320,57 @@ impl Adam {
         self.step(&mut grads)
     }
 
-    /// One update from `grads` (clipped first if configured).
+    /// One update from `grads`, with the gradients clipped to
+    /// `max_grad_norm` first if configured (the clipping factor is applied
+    /// inside the update; `grads` itself is not modified).
     pub fn step(&mut self, grads: &mut GradStore) -> Result<()> {
-        let vars: Vec<&Var> = self.params.iter().map(|p| &p.var).collect();
-        self.last_grad_norm = Some(match self.config.max_grad_norm {
-            Some(max_norm) => clip_grad_norm(grads, vars, max_norm)?,
-            None => grad_norm(grads, vars)?,
-        });
+        self.step_impl(grads, true)
+    }
+
+    /// [`Adam::step`], with the fused kernel allowed or not (tests compare the two).
+    fn step_impl(&mut self, grads: &GradStore, fused: bool) -> Result<()> {
+        // Clipping needs the norm before the update; otherwise the fused
+        // kernels sum the squares in the same sweep as the update.
+        let clip_norm = match self.config.max_grad_norm {
+            Some(_) => Some(grad_norm(grads, self.params.iter().map(|p| &p.var))?),
+            None => None,
+        };
+        let grad_scale = clip_norm.map_or(1.0, |norm| clip_factor(norm, self.config.max_grad_norm));
         let lr = self.learning_rate();
         self.step_t += 1;
-        let AdamConfig {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            ..
-        } = self.config;
-        let t = self.step_t as i32;
-        let scale_m = 1.0 / (1.0 - beta1.powi(t));
-        let scale_v = 1.0 / (1.0 - beta2.powi(t));
+        let step = AdamStep {
+            lr,
+            beta1: self.config.beta1,
+            beta2: self.config.beta2,
+            eps: self.config.eps,
+            weight_decay: self.config.weight_decay,
+            t: self.step_t as i32,
+            grad_scale,
+        };
+        let mut sum_sq = 0f64;
         for p in &self.params {
             let Some(g) = grads.get(&p.var) else { continue };
-            let m = ((p.first_moment.as_tensor() * beta1)? + (g * (1.0 - beta1))?)?;
-            let v = ((p.second_moment.as_tensor() * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let update = ((&m * scale_m)? / ((&v * scale_v)?.sqrt()? + eps)?)?;
-            let decayed = if weight_decay == 0.0 {
-                p.var.as_tensor().clone()
+            let (theta, m, v) = (
+                p.var.as_tensor(),
+                p.first_moment.as_tensor(),
+                p.second_moment.as_tensor(),
+            );
+            let fused_sum_sq = if fused {
+                inplace::adam_in_place(theta, m, v, g, &step)?
             } else {
-                (p.var.as_tensor() * (1.0 - lr * weight_decay))?
+                None
             };
-            p.var.set(&(decayed - (update * lr)?)?)?;
-            p.first_moment.set(&m)?;
-            p.second_moment.set(&v)?;
+            match fused_sum_sq {
+                Some(s) => sum_sq += s,
+                None => {
+                    if clip_norm.is_none() {
+                        sum_sq += sum_of_squares(g)?;
+                    }
+                    p.tensor_step(g, &step)?;
+                }
+            }
         }
+        self.last_grad_norm = Some(clip_norm.unwrap_or(sum_sq.sqrt()));
         Ok(())
     }
 
@@ -344,6 +416,34 @@ impl Adam {
         self.step_t = step_t;
         Ok(())
     }
+}
+
+/// The update of [`Sgd::step`] as tensor ops (CUDA, Metal, half precision).
+fn sgd_tensor_step(var: &Var, buffer: Option<&Var>, g: &Tensor, s: &SgdStep) -> Result<()> {
+    let g = if s.grad_scale == 1.0 {
+        g.clone()
+    } else {
+        (g * s.grad_scale)?
+    };
+    let g = if s.weight_decay == 0.0 {
+        g
+    } else {
+        (g + (var.as_tensor() * s.weight_decay)?)?
+    };
+    let direction = match buffer {
+        None => g,
+        Some(buffer) => {
+            let b = if s.first {
+                g.clone()
+            } else {
+                ((buffer.as_tensor() * s.momentum)? + &g)?
+            };
+            buffer.set(&b)?;
+            if s.nesterov { (g + (b * s.momentum)?)? } else { b }
+        }
+    };
+    var.set(&(var.as_tensor() - (direction * s.lr)?)?)?;
+    Ok(())
 }
 
 /// Configuration of [`Sgd`]; defaults are PyTorch's `SGD` with lr 0.01.
@@ -414,37 +514,35 @@ impl Sgd {
         self.step(&mut grads)
     }
 
-    /// One update from `grads`.
+    /// One update from `grads`, clipped to `max_grad_norm` first if
+    /// configured (inside the update; `grads` itself is not modified).
     pub fn step(&mut self, grads: &mut GradStore) -> Result<()> {
-        if let Some(max_norm) = self.config.max_grad_norm {
-            clip_grad_norm(grads, self.params.iter().map(|p| &p.1), max_norm)?;
-        }
-        let lr = self.config.schedule.lr_at(self.config.lr, self.step_t);
-        let SgdConfig {
-            momentum,
-            weight_decay,
-            nesterov,
-            ..
-        } = self.config;
+        self.step_impl(grads, true)
+    }
+
+    /// [`Sgd::step`], with the fused kernel allowed or not (tests compare the two).
+    fn step_impl(&mut self, grads: &GradStore, fused: bool) -> Result<()> {
+        let grad_scale = match self.config.max_grad_norm {
+            Some(_) => clip_factor(
+                grad_norm(grads, self.params.iter().map(|p| &p.1))?,
+                self.config.max_grad_norm,
+            ),
+            None => 1.0,
+        };
+        let step = SgdStep {
+            lr: self.config.schedule.lr_at(self.config.lr, self.step_t),
+            momentum: self.config.momentum,
+            weight_decay: self.config.weight_decay,
+            nesterov: self.config.nesterov,
+            first: self.step_t == 0,
+            grad_scale,
+        };
         for (_, var, buffer) in &self.params {
             let Some(g) = grads.get(var) else { continue };
-            let g = if weight_decay == 0.0 {
-                g.clone()
-            } else {
-                (g + (var.as_tensor() * weight_decay)?)?
-            };
-            let direction = if momentum == 0.0 {
-                g
-            } else {
-                let b = if self.step_t == 0 {
-                    g.clone()
-                } else {
-                    ((buffer.as_tensor() * momentum)? + &g)?
-                };
-                buffer.set(&b)?;
-                if nesterov { (g + (b * momentum)?)? } else { b }
-            };
-            var.set(&(var.as_tensor() - (direction * lr)?)?)?;
+            let buffer = (step.momentum != 0.0).then_some(buffer);
+            if !(fused && inplace::sgd_in_place(var.as_tensor(), buffer.map(|b| b.as_tensor()), g, &step)?) {
+                sgd_tensor_step(var, buffer, g, &step)?;
+            }
         }
         self.step_t += 1;
         Ok(())
@@ -543,6 +641,210 @@ mod tests {
             let (a, b) = (flat(&ours_map), flat(&ref_map));
             let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(max_diff < 1e-5, "weight_decay {weight_decay}: max |Δθ| = {max_diff}");
+        }
+        Ok(())
+    }
+
+    /// The fused CPU kernel against the tensor-op path (what CUDA and Metal
+    /// run), with weight decay, a schedule and clipping that triggers, in f32
+    /// and f64.
+    #[test]
+    fn fused_adam_matches_the_tensor_path() -> Result<()> {
+        for dtype in [DType::F32, DType::F64] {
+            let run = |fused: bool| -> Result<Vec<f64>> {
+                let varmap = VarMap::new();
+                let vb = seeded_var_builder(&varmap, 3, dtype, &Device::Cpu);
+                let model = (
+                    candle_nn::linear(6, 4, vb.pp("a"))?,
+                    candle_nn::linear(4, 1, vb.pp("b"))?,
+                );
+                let mut rng = rng_from_seed(3);
+                let xs = randn(&mut rng, (32, 6), &Device::Cpu)?.to_dtype(dtype)?;
+                let ys = randn(&mut rng, (32, 1), &Device::Cpu)?.to_dtype(dtype)?;
+                let config = AdamConfig {
+                    lr: 1e-2,
+                    weight_decay: 0.05,
+                    max_grad_norm: Some(0.05),
+                    schedule: LrSchedule::Step {
+                        step_size: 7,
+                        gamma: 0.5,
+                    },
+                    ..Default::default()
+                };
+                let mut opt = Adam::new(&varmap, config)?;
+                for _ in 0..30 {
+                    let grads = loss(&model, &xs, &ys)?.backward()?;
+                    opt.step_impl(&grads, fused)?;
+                }
+                assert!(opt.last_grad_norm().is_some_and(|n| n > 0.05), "clipping must trigger");
+                Ok(named_vars(&varmap)?
+                    .iter()
+                    .flat_map(|(_, v)| {
+                        v.flatten_all()
+                            .unwrap()
+                            .to_dtype(DType::F64)
+                            .unwrap()
+                            .to_vec1::<f64>()
+                            .unwrap()
+                    })
+                    .collect())
+            };
+            let (fused, tensor) = (run(true)?, run(false)?);
+            let max_diff = fused
+                .iter()
+                .zip(&tensor)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f64, f64::max);
+            let tol = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
+            assert!(max_diff <= tol, "{dtype:?}: max |Δθ| = {max_diff}");
+        }
+        Ok(())
+    }
+
+    /// Without clipping the fused kernel sums ‖g‖² in the update's sweep;
+    /// the norm it reports is the one `grad_norm` computes.
+    #[test]
+    fn last_grad_norm_is_the_global_norm() -> Result<()> {
+        let (varmap, model, xs, ys) = setup(6)?;
+        let mut opt = Adam::new(&varmap, AdamConfig::default())?;
+        let mut grads = loss(&model, &xs, &ys)?.backward()?;
+        let vars = named_vars(&varmap)?;
+        let expected = grad_norm(&grads, vars.iter().map(|(_, v)| v))?;
+        opt.step(&mut grads)?;
+        let got = opt.last_grad_norm().unwrap_or(f64::NAN);
+        assert!((got - expected).abs() <= 1e-12 * expected, "{got} vs {expected}");
+        Ok(())
+    }
+
+    /// A gradient that shares its parameter's storage (a `GradStore` entry
+    /// set to `θ.detach()`) is copied before the in-place update rather than
+    /// read while θ is written: SGD at η = 0.5 halves θ.
+    #[test]
+    fn a_gradient_aliasing_its_parameter_is_copied_first() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu);
+        let theta = vb.get_with_hints(3, "theta", candle_nn::Init::Const(2.0))?;
+        let mut opt = Sgd::new(
+            &varmap,
+            SgdConfig {
+                lr: 0.5,
+                ..Default::default()
+            },
+        )?;
+        let mut grads = theta.sum_all()?.backward()?;
+        grads.insert(&theta, theta.detach());
+        opt.step(&mut grads)?;
+        assert_eq!(named_vars(&varmap)?[0].1.to_vec1::<f32>()?, [1.0, 1.0, 1.0]);
+        Ok(())
+    }
+
+    /// Clipping happens inside the update and leaves the gradients alone:
+    /// gradient (3, 4) has norm 5; clipped to 1 and applied with plain SGD at
+    /// η = 1 it moves θ = (1, 1) by (0.6, 0.8)·5/(5 + 1e-6).
+    #[test]
+    fn clipping_is_applied_inside_the_step() -> Result<()> {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
+        let a = vb.get_with_hints(1, "a", candle_nn::Init::Const(1.0))?;
+        let b = vb.get_with_hints(1, "b", candle_nn::Init::Const(1.0))?;
+        let mut opt = Sgd::new(
+            &varmap,
+            SgdConfig {
+                lr: 1.0,
+                max_grad_norm: Some(1.0),
+                ..Default::default()
+            },
+        )?;
+        let mut grads = ((&a * 3.0)? + (&b * 4.0)?)?.sum_all()?.backward()?;
+        opt.step(&mut grads)?;
+        let scale = 1.0 / (5.0 + 1e-6);
+        let vars = named_vars(&varmap)?;
+        assert!((vars[0].1.to_vec1::<f64>()?[0] - (1.0 - 3.0 * scale)).abs() < 1e-12);
+        assert!((vars[1].1.to_vec1::<f64>()?[0] - (1.0 - 4.0 * scale)).abs() < 1e-12);
+        assert_eq!(grads.get(&a).unwrap().to_vec1::<f64>()?, [3.0]);
+        Ok(())
+    }
+
+    /// PyTorch's `SGD` by its documented formula, in f64, against both the
+    /// fused kernel and the tensor path, with and without Nesterov and with
+    /// coupled weight decay:
+    /// `g' = g + λθ; b = g'` (first step) or `b = μb + g'`;
+    /// `θ ← θ − η(g' + μb)` (Nesterov) or `θ ← θ − ηb`.
+    #[test]
+    fn sgd_momentum_follows_the_pytorch_formula() -> Result<()> {
+        // f(θ) = Σ c_i θ_i² / 2 has gradient c ⊙ θ.
+        let c = [0.5, 1.0, 2.0, 4.0];
+        for nesterov in [false, true] {
+            let (lr, momentum, weight_decay) = (0.05, 0.9, 0.01);
+            let mut theta = [1.0f64, -2.0, 0.5, 3.0];
+            let mut buffer = [0.0f64; 4];
+            for t in 0..10 {
+                for i in 0..4 {
+                    let g = c[i] * theta[i] + weight_decay * theta[i];
+                    buffer[i] = if t == 0 { g } else { momentum * buffer[i] + g };
+                    let direction = if nesterov { g + momentum * buffer[i] } else { buffer[i] };
+                    theta[i] -= lr * direction;
+                }
+            }
+            for fused in [true, false] {
+                let varmap = VarMap::new();
+                let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
+                let init = Tensor::new(&[1.0f64, -2.0, 0.5, 3.0], &Device::Cpu)?;
+                let x = vb.get_with_hints(4, "x", candle_nn::Init::Const(0.0))?;
+                named_vars(&varmap)?[0].1.set(&init)?;
+                let coefficients = Tensor::new(&c, &Device::Cpu)?;
+                let mut opt = Sgd::new(
+                    &varmap,
+                    SgdConfig {
+                        lr,
+                        momentum,
+                        weight_decay,
+                        nesterov,
+                        ..Default::default()
+                    },
+                )?;
+                for _ in 0..10 {
+                    let grads = ((x.sqr()? * &coefficients)?.sum_all()? * 0.5)?.backward()?;
+                    opt.step_impl(&grads, fused)?;
+                }
+                let got = named_vars(&varmap)?[0].1.to_vec1::<f64>()?;
+                for (g, e) in got.iter().zip(&theta) {
+                    assert!(
+                        (g - e).abs() < 1e-12,
+                        "nesterov {nesterov}, fused {fused}: {got:?} vs {theta:?}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Half-precision parameters take the tensor path (as on CUDA and Metal)
+    /// and still follow the f32 run to half precision.
+    #[test]
+    fn half_precision_parameters_use_the_tensor_path() -> Result<()> {
+        let run = |dtype: DType| -> Result<Vec<f32>> {
+            let varmap = VarMap::new();
+            let vb = seeded_var_builder(&varmap, 4, dtype, &Device::Cpu);
+            let w = vb.get_with_hints(8, "w", candle_nn::Init::Const(0.5))?;
+            // No target equals the start 0.5: a zero gradient gives 0/(0 + ε) with ε = 1e-8
+            // rounding to 0 in f16, NaN (candle-nn's AdamW does the same).
+            let target = Tensor::new(&[1f32, -1., 2., 0., 0.4, -0.5, 1.5, 0.25], &Device::Cpu)?.to_dtype(dtype)?;
+            let mut opt = Adam::new(
+                &varmap,
+                AdamConfig {
+                    lr: 1e-2,
+                    ..Default::default()
+                },
+            )?;
+            for _ in 0..20 {
+                opt.backward_step(&(&w - &target)?.sqr()?.sum_all()?)?;
+            }
+            Ok(named_vars(&varmap)?[0].1.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        };
+        let (half, full) = (run(DType::F16)?, run(DType::F32)?);
+        for (h, f) in half.iter().zip(&full) {
+            assert!((h - f).abs() < 1e-2, "{half:?} vs {full:?}");
         }
         Ok(())
     }

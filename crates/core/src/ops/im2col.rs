@@ -1,0 +1,380 @@
+//! The CPU building blocks of the convolutions: `im2col`, its adjoint
+//! `col2im`, and a checked wrapper around the `gemm` crate.
+//!
+//! A convolution reads an *image* `[C, H, W]` through a *grid* of
+//! `out_h × out_w` kernel positions. For grid position `(oy, ox)` and kernel
+//! tap `(c, ki, kj)` the image pixel read is
+//!
+//! ```text
+//! iy = oy·stride − padding + ki·dilation,   ix = ox·stride − padding + kj·dilation
+//! ```
+//!
+//! (zero when it falls outside the image). `im2col` lays those reads out as
+//! the column matrix `cols[(c, ki, kj), (oy, ox)]` of
+//! `C·kh·kw` rows and `out_h·out_w` columns, so that a convolution becomes one
+//! matrix product `W · cols` with the kernel viewed as a `[c_out, C·kh·kw]`
+//! matrix. `col2im` is the adjoint (transpose) of `im2col`: it adds every
+//! column entry back onto the pixel it was read from, so
+//! `⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩`.
+//!
+//! Both work on a band of grid rows `oy0..oy1` at a time, so the column
+//! matrix of a band stays in the L2 cache while `gemm` consumes it.
+
+use candle::WithDType;
+use gemm::Parallelism;
+
+/// The sizes of a convolution, seen from its image and its grid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Channels `C` of the image.
+    pub channels: usize,
+    /// Image height `H`.
+    pub height: usize,
+    /// Image width `W`.
+    pub width: usize,
+    /// Kernel height `kh`.
+    pub kernel_h: usize,
+    /// Kernel width `kw`.
+    pub kernel_w: usize,
+    /// Grid height (the convolution's output height).
+    pub out_h: usize,
+    /// Grid width (the convolution's output width).
+    pub out_w: usize,
+    /// Stride between grid positions, in image pixels.
+    pub stride: usize,
+    /// Zero padding on every side of the image.
+    pub padding: usize,
+    /// Spacing between kernel taps, in image pixels.
+    pub dilation: usize,
+}
+
+impl Geometry {
+    /// Rows of the column matrix, `C·kh·kw`.
+    pub fn col_rows(&self) -> usize {
+        self.channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Grid positions, `out_h·out_w`.
+    pub fn grid_len(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Pixels of one image, `C·H·W`.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// The grid columns `ox` whose tap at kernel column `kj` lands inside the
+    /// image: `0 ≤ ox·s − p + kj·d < W` ⇔ `lo ≤ ox < hi`.
+    fn valid_x(&self, kj: usize) -> (usize, usize) {
+        let offset = kj * self.dilation;
+        // ox·s ≥ p − offset.
+        let lo = if offset >= self.padding {
+            0
+        } else {
+            (self.padding - offset).div_ceil(self.stride)
+        };
+        // ox·s < W + p − offset.
+        let limit = self.width + self.padding;
+        let hi = if limit > offset {
+            (limit - offset).div_ceil(self.stride)
+        } else {
+            0
+        };
+        (lo.min(self.out_w), hi.clamp(lo.min(self.out_w), self.out_w))
+    }
+
+    /// The image row read by grid row `oy` at kernel row `ki`, if inside.
+    fn image_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.stride + ki * self.dilation)
+            .checked_sub(self.padding)
+            .filter(|&iy| iy < self.height)
+    }
+
+    /// How many grid rows make a band whose column matrix holds about
+    /// `target` elements (at least one row).
+    pub fn band_rows(&self, target: usize) -> usize {
+        (target / (self.col_rows() * self.out_w).max(1)).clamp(1, self.out_h.max(1))
+    }
+}
+
+/// Writes the column matrix of grid rows `oy0..oy1` of `image` (`[C, H, W]`,
+/// contiguous) into `cols` (`C·kh·kw` rows of `(oy1 − oy0)·out_w` entries,
+/// row `r` starting at `r·ld`, so that several images can sit side by side).
+///
+/// # Panics
+/// If a slice is shorter than the geometry says (an internal invariant: the
+/// public ops check shapes first).
+pub(crate) fn im2col<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
+    let band = (oy1 - oy0) * g.out_w;
+    assert!(image.len() >= g.image_len() && band <= ld && cols.len() >= (g.col_rows() - 1) * ld + band);
+    let plane = g.height * g.width;
+    let zero = T::zero();
+    for c in 0..g.channels {
+        let src = &image[c * plane..(c + 1) * plane];
+        for ki in 0..g.kernel_h {
+            for kj in 0..g.kernel_w {
+                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                let dst_row = &mut cols[row * ld..row * ld + band];
+                let (lo, hi) = g.valid_x(kj);
+                for oy in oy0..oy1 {
+                    let dst = &mut dst_row[(oy - oy0) * g.out_w..(oy - oy0 + 1) * g.out_w];
+                    let Some(iy) = g.image_row(oy, ki) else {
+                        dst.fill(zero);
+                        continue;
+                    };
+                    dst[..lo].fill(zero);
+                    dst[hi..].fill(zero);
+                    if lo < hi {
+                        // ix = ox·s − p + kj·d, non-negative for ox ≥ lo.
+                        let ix0 = lo * g.stride + kj * g.dilation - g.padding;
+                        let src_row = &src[iy * g.width..(iy + 1) * g.width];
+                        if g.stride == 1 {
+                            dst[lo..hi].copy_from_slice(&src_row[ix0..ix0 + (hi - lo)]);
+                        } else {
+                            for (d, s) in dst[lo..hi].iter_mut().zip(src_row[ix0..].iter().step_by(g.stride)) {
+                                *d = *s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the column matrix `cols` (laid out as [`im2col`] writes it) of grid
+/// rows `oy0..oy1` back onto `image` (the adjoint of [`im2col`]); `image` is
+/// accumulated into, not cleared.
+///
+/// # Panics
+/// If a slice is shorter than the geometry says (internal invariant).
+pub(crate) fn col2im<T: WithDType>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &mut [T], ld: usize) {
+    let band = (oy1 - oy0) * g.out_w;
+    assert!(image.len() >= g.image_len() && band <= ld && cols.len() >= (g.col_rows() - 1) * ld + band);
+    let plane = g.height * g.width;
+    for c in 0..g.channels {
+        let dst = &mut image[c * plane..(c + 1) * plane];
+        for ki in 0..g.kernel_h {
+            for kj in 0..g.kernel_w {
+                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                let src_row = &cols[row * ld..row * ld + band];
+                let (lo, hi) = g.valid_x(kj);
+                if lo >= hi {
+                    continue;
+                }
+                let ix0 = lo * g.stride + kj * g.dilation - g.padding;
+                for oy in oy0..oy1 {
+                    let Some(iy) = g.image_row(oy, ki) else { continue };
+                    let src = &src_row[(oy - oy0) * g.out_w + lo..(oy - oy0) * g.out_w + hi];
+                    let dst_row = &mut dst[iy * g.width..(iy + 1) * g.width];
+                    if g.stride == 1 {
+                        for (d, s) in dst_row[ix0..ix0 + (hi - lo)].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst_row[ix0..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A matrix view into a slice: element `(i, j)` is `data[i·row_stride + j·col_stride]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [T], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [T], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] = (accumulate ? dst : 0) + lhs[m×k] · rhs[k×n]` with `dst`
+/// row-major with row stride `dst_row_stride`.
+///
+/// # Panics
+/// If a view does not hold the matrix it is used as (internal invariant).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    parallelism: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let dst_view = Mat {
+        data: &*dst,
+        row_stride: dst_row_stride,
+        col_stride: 1,
+    };
+    assert!(dst_view.fits(m, n) && lhs.fits(m, k) && rhs.fits(k, n));
+    // SAFETY: the asserts above keep every element gemm touches inside the
+    // three slices; `dst` is borrowed mutably and so aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry(
+        channels: usize,
+        size: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        dilation: usize,
+    ) -> Geometry {
+        let out = (size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1;
+        Geometry {
+            channels,
+            height: size,
+            width: size,
+            kernel_h: kernel,
+            kernel_w: kernel,
+            out_h: out,
+            out_w: out,
+            stride,
+            padding,
+            dilation,
+        }
+    }
+
+    /// `im2col` by its definition, one entry at a time.
+    fn im2col_naive(g: &Geometry, image: &[f64]) -> Vec<f64> {
+        let mut cols = vec![0.0; g.col_rows() * g.grid_len()];
+        for c in 0..g.channels {
+            for ki in 0..g.kernel_h {
+                for kj in 0..g.kernel_w {
+                    for oy in 0..g.out_h {
+                        for ox in 0..g.out_w {
+                            let iy = (oy * g.stride + ki * g.dilation) as isize - g.padding as isize;
+                            let ix = (ox * g.stride + kj * g.dilation) as isize - g.padding as isize;
+                            if (0..g.height as isize).contains(&iy) && (0..g.width as isize).contains(&ix) {
+                                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                                cols[row * g.grid_len() + oy * g.out_w + ox] =
+                                    image[(c * g.height + iy as usize) * g.width + ix as usize];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    #[test]
+    fn im2col_matches_its_definition_and_col2im_is_its_adjoint() {
+        for (channels, size, kernel, stride, padding, dilation) in [
+            (1, 5, 3, 1, 0, 1),
+            (2, 7, 3, 2, 1, 1),
+            (3, 6, 2, 3, 2, 2),
+            (2, 4, 4, 1, 2, 1),
+            (1, 3, 1, 2, 0, 1),
+        ] {
+            let g = geometry(channels, size, kernel, stride, padding, dilation);
+            let image: Vec<f64> = (0..g.image_len()).map(|i| (i as f64 * 0.37).sin()).collect();
+            let expected = im2col_naive(&g, &image);
+            // Whole grid at once and in bands of one row must agree.
+            let mut cols = vec![f64::NAN; expected.len()];
+            im2col(&g, &image, 0, g.out_h, &mut cols, g.grid_len());
+            assert_eq!(cols, expected, "{g:?}");
+            for oy in 0..g.out_h {
+                let mut band = vec![f64::NAN; g.col_rows() * g.out_w];
+                im2col(&g, &image, oy, oy + 1, &mut band, g.out_w);
+                for row in 0..g.col_rows() {
+                    let whole = &expected[row * g.grid_len() + oy * g.out_w..][..g.out_w];
+                    assert_eq!(&band[row * g.out_w..][..g.out_w], whole);
+                }
+            }
+            // ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩.
+            let c: Vec<f64> = (0..expected.len()).map(|i| (i as f64 * 0.11).cos()).collect();
+            let mut back = vec![0.0; g.image_len()];
+            col2im(&g, &c, 0, g.out_h, &mut back, g.grid_len());
+            let lhs: f64 = expected.iter().zip(&c).map(|(a, b)| a * b).sum();
+            let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn matmul_handles_transposed_views_and_accumulation() {
+        // A = [[1, 2], [3, 4]], B = [[5, 6], [7, 8]]: A·B = [[19, 22], [43, 50]], Aᵀ·B = [[26, 30], [38, 44]].
+        let a = [1.0f32, 2.0, 3.0, 4.0];
+        let b = [5.0f32, 6.0, 7.0, 8.0];
+        let mut dst = [0.0f32; 4];
+        matmul(
+            (2, 2, 2),
+            &mut dst,
+            2,
+            false,
+            Mat::rows(&a, 2),
+            Mat::rows(&b, 2),
+            Parallelism::None,
+        );
+        assert_eq!(dst, [19.0, 22.0, 43.0, 50.0]);
+        matmul(
+            (2, 2, 2),
+            &mut dst,
+            2,
+            true,
+            Mat::transposed(&a, 2),
+            Mat::rows(&b, 2),
+            Parallelism::None,
+        );
+        assert_eq!(dst, [45.0, 52.0, 81.0, 94.0]);
+    }
+}

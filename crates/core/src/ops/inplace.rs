@@ -1,0 +1,462 @@
+//! Fused, in-place optimizer updates on CPU storage: Adam/AdamW and SGD with
+//! (Nesterov) momentum, each one sweep over a parameter, its gradient and
+//! its state, allocating nothing.
+//!
+//! candle-nn's `AdamW` spends about ten allocating tensor ops per parameter
+//! per step (`m·β₁`, `g·(1−β₁)`, their sum, `g²`, …, then `Var::set` copies);
+//! on the 784-400-20 VAE that was as long as the forward and backward passes
+//! together. Candle exposes in-place custom ops for one destination
+//! (`Tensor::inplace_op2`), so the three destinations of an Adam step
+//! (θ, m, v) are reached by nesting them: the op on θ (reading `g`) runs an
+//! op on `m`, which runs an op on `v`, and the innermost one holds all four
+//! slices and does the arithmetic. Each op holds its tensor's storage lock
+//! for the duration, so nothing else can observe a half-updated state.
+//!
+//! The arithmetic is candle-nn's `AdamW`, operation for operation and in the
+//! parameter's dtype, so the results match it to rounding:
+//!
+//! ```text
+//! m ← m·β₁ + g·(1 − β₁)            v ← v·β₂ + g²·(1 − β₂)
+//! θ ← θ·(1 − ηλ) − η · (m·s_m) / (√(v·s_v) + ε),   s_m = 1/(1 − β₁ᵗ), s_v = 1/(1 − β₂ᵗ)
+//! ```
+//!
+//! with `g` already multiplied by the clipping factor. These functions
+//! return `Ok(false)` when they cannot run (not on the CPU, not `f32`/`f64`,
+//! dtypes or shapes that differ, a parameter that is not contiguous); the
+//! optimizers then take their tensor-op path, which is what runs on CUDA and
+//! Metal.
+
+use super::PARALLEL_MIN;
+use candle::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, WithDType, bail};
+use rayon::prelude::*;
+use std::cell::Cell;
+
+/// Elements per rayon task.
+const CHUNK: usize = 1 << 14;
+
+/// The float types the fused updates run on.
+pub(crate) trait Float: WithDType {
+    /// The elements of `storage` if it holds this type.
+    fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>>;
+    /// `√self`.
+    fn sqrt(self) -> Self;
+}
+
+impl Float for f32 {
+    fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>> {
+        match storage {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Float for f64 {
+    fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>> {
+        match storage {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+}
+
+fn slice_mut<'a, T: Float>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> candle::Result<&'a mut [T]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: destination is not contiguous")
+    };
+    match T::elements_mut(storage) {
+        Some(v) => Ok(&mut v[start..end]),
+        None => bail!("{op}: destination dtype differs"),
+    }
+}
+
+fn slice<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle::Result<&'a [T]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: operand is not contiguous")
+    };
+    Ok(&storage.as_slice::<T>()?[start..end])
+}
+
+/// True when `tensors` are CPU tensors of one float dtype and one shape,
+/// contiguous; the gradient may be strided (it is made contiguous first).
+fn fusable(state: &[&Tensor], grad: &Tensor) -> bool {
+    let first = state[0];
+    matches!(first.dtype(), DType::F32 | DType::F64)
+        && grad.dtype() == first.dtype()
+        && grad.device().is_cpu()
+        && grad.shape() == first.shape()
+        && state.iter().all(|t| {
+            t.device().is_cpu() && t.dtype() == first.dtype() && t.shape() == first.shape() && t.is_contiguous()
+        })
+}
+
+/// The address of a CPU tensor's buffer, to tell whether two tensors share
+/// storage.
+fn buffer_address(t: &Tensor) -> Option<usize> {
+    let (storage, _) = t.storage_and_layout();
+    match &*storage {
+        candle::Storage::Cpu(CpuStorage::F32(v)) => Some(v.as_ptr() as usize),
+        candle::Storage::Cpu(CpuStorage::F64(v)) => Some(v.as_ptr() as usize),
+        _ => None,
+    }
+}
+
+/// `g` as a contiguous tensor with storage of its own: a gradient that
+/// aliases its parameter (`grad = θ.detach()`, say) is copied first, since
+/// the update writes θ while it reads `g`.
+fn own_contiguous(g: &Tensor, theta: &Tensor) -> candle::Result<Tensor> {
+    let g = g.contiguous()?;
+    if buffer_address(&g).is_some() && buffer_address(&g) == buffer_address(theta) {
+        return g.copy();
+    }
+    Ok(g)
+}
+
+/// Runs `f` over matching chunks of the slices, in parallel when they are
+/// long, and returns the sum of what it returns.
+fn for_chunks<T: Float, const N: usize>(
+    mut dst: [&mut [T]; N],
+    src: &[T],
+    f: impl Fn([&mut [T]; N], &[T]) -> f64 + Sync + Send,
+) -> f64 {
+    let n = src.len();
+    if n < PARALLEL_MIN {
+        return f(dst, src);
+    }
+    // Split every slice at the same chunk boundaries, then hand the chunk
+    // tuples to rayon.
+    let mut parts: Vec<([&mut [T]; N], &[T])> = Vec::with_capacity(n.div_ceil(CHUNK));
+    let mut rest_src = src;
+    while !rest_src.is_empty() {
+        let len = CHUNK.min(rest_src.len());
+        let (head_src, tail_src) = rest_src.split_at(len);
+        let mut heads: [&mut [T]; N] = std::array::from_fn(|_| <&mut [T]>::default());
+        for (head, d) in heads.iter_mut().zip(dst.iter_mut()) {
+            let (h, t) = std::mem::take(d).split_at_mut(len);
+            *head = h;
+            *d = t;
+        }
+        parts.push((heads, head_src));
+        rest_src = tail_src;
+    }
+    parts.into_par_iter().map(|(d, s)| f(d, s)).sum()
+}
+
+/// The scalars of one Adam/AdamW step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamStep {
+    /// η after the schedule.
+    pub lr: f64,
+    /// β₁.
+    pub beta1: f64,
+    /// β₂.
+    pub beta2: f64,
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay λ.
+    pub weight_decay: f64,
+    /// The step number `t ≥ 1` of the bias corrections.
+    pub t: i32,
+    /// The clipping factor the gradient is multiplied by (1 without clipping).
+    pub grad_scale: f64,
+}
+
+/// Updates θ, m, v in place; returns `Σ g²` of the raw (unclipped) gradient.
+fn adam_kernel<T: Float>(s: &AdamStep, theta: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) -> f64 {
+    let c = |x: f64| T::from_f64(x);
+    let (beta1, one_minus_beta1) = (c(s.beta1), c(1.0 - s.beta1));
+    let (beta2, one_minus_beta2) = (c(s.beta2), c(1.0 - s.beta2));
+    let scale_m = c(1.0 / (1.0 - s.beta1.powi(s.t)));
+    let scale_v = c(1.0 / (1.0 - s.beta2.powi(s.t)));
+    let decay = c(1.0 - s.lr * s.weight_decay);
+    let (lr, eps, grad_scale) = (c(s.lr), c(s.eps), c(s.grad_scale));
+    let mut sum_sq = 0f64;
+    for (((theta, m), v), &g) in theta.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        sum_sq += g.to_f64() * g.to_f64();
+        // Multiplying by exactly 1 changes nothing, so the unclipped step is
+        // candle-nn's to the bit.
+        let g = g * grad_scale;
+        *m = *m * beta1 + g * one_minus_beta1;
+        *v = *v * beta2 + (g * g) * one_minus_beta2;
+        let m_hat = *m * scale_m;
+        let v_hat = *v * scale_v;
+        *theta = *theta * decay - (m_hat / (v_hat.sqrt() + eps)) * lr;
+    }
+    sum_sq
+}
+
+struct AdamOnTheta<'a> {
+    m: &'a Tensor,
+    v: &'a Tensor,
+    step: AdamStep,
+    sum_sq: &'a Cell<f64>,
+}
+
+struct AdamOnM<'a, T> {
+    theta: Cell<Option<&'a mut [T]>>,
+    g: &'a [T],
+    v: &'a Tensor,
+    step: AdamStep,
+    sum_sq: &'a Cell<f64>,
+}
+
+struct AdamOnV<'a, T> {
+    theta: Cell<Option<&'a mut [T]>>,
+    m: Cell<Option<&'a mut [T]>>,
+    g: &'a [T],
+    step: AdamStep,
+    sum_sq: &'a Cell<f64>,
+}
+
+const ADAM: &str = "deepgen-fused-adam";
+
+impl AdamOnTheta<'_> {
+    fn run<T: Float>(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
+        let next = AdamOnM {
+            theta: Cell::new(Some(slice_mut::<T>(theta, lt, ADAM)?)),
+            g: slice::<T>(g, lg, ADAM)?,
+            v: self.v,
+            step: self.step,
+            sum_sq: self.sum_sq,
+        };
+        self.m.inplace_op1(&next)
+    }
+}
+
+impl InplaceOp2 for AdamOnTheta<'_> {
+    fn name(&self) -> &'static str {
+        ADAM
+    }
+
+    fn cpu_fwd(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
+        match theta {
+            CpuStorage::F32(_) => self.run::<f32>(theta, lt, g, lg),
+            CpuStorage::F64(_) => self.run::<f64>(theta, lt, g, lg),
+            _ => bail!("{ADAM}: only f32 and f64 parameters are supported"),
+        }
+    }
+}
+
+impl<T: Float> InplaceOp1 for AdamOnM<'_, T> {
+    fn name(&self) -> &'static str {
+        ADAM
+    }
+
+    fn cpu_fwd(&self, m: &mut CpuStorage, lm: &Layout) -> candle::Result<()> {
+        let next = AdamOnV {
+            theta: Cell::new(self.theta.take()),
+            m: Cell::new(Some(slice_mut::<T>(m, lm, ADAM)?)),
+            g: self.g,
+            step: self.step,
+            sum_sq: self.sum_sq,
+        };
+        self.v.inplace_op1(&next)
+    }
+}
+
+impl<T: Float> InplaceOp1 for AdamOnV<'_, T> {
+    fn name(&self) -> &'static str {
+        ADAM
+    }
+
+    fn cpu_fwd(&self, v: &mut CpuStorage, lv: &Layout) -> candle::Result<()> {
+        let (Some(theta), Some(m)) = (self.theta.take(), self.m.take()) else {
+            bail!("{ADAM}: applied twice")
+        };
+        let v = slice_mut::<T>(v, lv, ADAM)?;
+        if theta.len() != self.g.len() || m.len() != self.g.len() || v.len() != self.g.len() {
+            bail!("{ADAM}: parameter, gradient and state lengths differ")
+        }
+        let step = self.step;
+        let sum_sq = for_chunks([theta, m, v], self.g, move |[theta, m, v], g| {
+            adam_kernel(&step, theta, m, v, g)
+        });
+        self.sum_sq.set(sum_sq);
+        Ok(())
+    }
+}
+
+/// One fused Adam/AdamW update of `theta` and its moments `m`, `v` from the
+/// gradient `g`; returns `Σ g²` of the unclipped gradient (read in the same
+/// sweep), or `None` when the operands do not allow the fused update (see
+/// the module docs).
+pub(crate) fn adam_in_place(
+    theta: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    g: &Tensor,
+    step: &AdamStep,
+) -> candle::Result<Option<f64>> {
+    if !fusable(&[theta, m, v], g) {
+        return Ok(None);
+    }
+    let g = own_contiguous(g, theta)?;
+    let sum_sq = Cell::new(0.0);
+    theta.inplace_op2(
+        &g,
+        &AdamOnTheta {
+            m,
+            v,
+            step: *step,
+            sum_sq: &sum_sq,
+        },
+    )?;
+    Ok(Some(sum_sq.get()))
+}
+
+/// The scalars of one SGD step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SgdStep {
+    /// η after the schedule.
+    pub lr: f64,
+    /// μ.
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// True at the first step, where the buffer starts as the gradient.
+    pub first: bool,
+    /// The clipping factor the gradient is multiplied by.
+    pub grad_scale: f64,
+}
+
+fn sgd_kernel<T: Float>(s: &SgdStep, theta: &mut [T], buffer: Option<&mut [T]>, g: &[T]) -> f64 {
+    let c = |x: f64| T::from_f64(x);
+    let (lr, momentum, weight_decay, grad_scale) = (c(s.lr), c(s.momentum), c(s.weight_decay), c(s.grad_scale));
+    // g' = g + λθ (PyTorch's coupled decay), as the tensor path computes it.
+    let decayed = |g: T, theta: T| {
+        if s.weight_decay == 0.0 {
+            g
+        } else {
+            g + theta * weight_decay
+        }
+    };
+    match buffer {
+        None => {
+            for (theta, &g) in theta.iter_mut().zip(g) {
+                let g = decayed(g * grad_scale, *theta);
+                *theta -= g * lr;
+            }
+        }
+        Some(buffer) => {
+            for ((theta, b), &g) in theta.iter_mut().zip(buffer.iter_mut()).zip(g) {
+                let g = decayed(g * grad_scale, *theta);
+                *b = if s.first { g } else { *b * momentum + g };
+                let direction = if s.nesterov { g + *b * momentum } else { *b };
+                *theta -= direction * lr;
+            }
+        }
+    }
+    0.0
+}
+
+struct SgdOnTheta<'a> {
+    buffer: Option<&'a Tensor>,
+    step: SgdStep,
+}
+
+struct SgdOnBuffer<'a, T> {
+    theta: Cell<Option<&'a mut [T]>>,
+    g: &'a [T],
+    step: SgdStep,
+}
+
+const SGD: &str = "deepgen-fused-sgd";
+
+impl SgdOnTheta<'_> {
+    fn run<T: Float>(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
+        let theta = slice_mut::<T>(theta, lt, SGD)?;
+        let g = slice::<T>(g, lg, SGD)?;
+        if theta.len() != g.len() {
+            bail!("{SGD}: parameter and gradient lengths differ")
+        }
+        match self.buffer {
+            None => {
+                let step = self.step;
+                for_chunks([theta], g, move |[theta], g| sgd_kernel(&step, theta, None, g));
+                Ok(())
+            }
+            Some(buffer) => buffer.inplace_op1(&SgdOnBuffer {
+                theta: Cell::new(Some(theta)),
+                g,
+                step: self.step,
+            }),
+        }
+    }
+}
+
+impl InplaceOp2 for SgdOnTheta<'_> {
+    fn name(&self) -> &'static str {
+        SGD
+    }
+
+    fn cpu_fwd(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
+        match theta {
+            CpuStorage::F32(_) => self.run::<f32>(theta, lt, g, lg),
+            CpuStorage::F64(_) => self.run::<f64>(theta, lt, g, lg),
+            _ => bail!("{SGD}: only f32 and f64 parameters are supported"),
+        }
+    }
+}
+
+impl<T: Float> InplaceOp1 for SgdOnBuffer<'_, T> {
+    fn name(&self) -> &'static str {
+        SGD
+    }
+
+    fn cpu_fwd(&self, buffer: &mut CpuStorage, lb: &Layout) -> candle::Result<()> {
+        let Some(theta) = self.theta.take() else {
+            bail!("{SGD}: applied twice")
+        };
+        let buffer = slice_mut::<T>(buffer, lb, SGD)?;
+        if buffer.len() != self.g.len() {
+            bail!("{SGD}: buffer and gradient lengths differ")
+        }
+        let step = self.step;
+        for_chunks([theta, buffer], self.g, move |[theta, buffer], g| {
+            sgd_kernel(&step, theta, Some(buffer), g)
+        });
+        Ok(())
+    }
+}
+
+/// One fused SGD update of `theta` (and its momentum `buffer` when given)
+/// from `g`; `Ok(false)` when the operands do not allow it.
+pub(crate) fn sgd_in_place(
+    theta: &Tensor,
+    buffer: Option<&Tensor>,
+    g: &Tensor,
+    step: &SgdStep,
+) -> candle::Result<bool> {
+    let mut state = vec![theta];
+    state.extend(buffer);
+    if !fusable(&state, g) {
+        return Ok(false);
+    }
+    let g = own_contiguous(g, theta)?;
+    theta.inplace_op2(&g, &SgdOnTheta { buffer, step: *step })?;
+    Ok(true)
+}
+
+/// `Σ g²` in `f64` read straight from a CPU gradient's storage; `None` when
+/// the gradient is not a contiguous `f32`/`f64` CPU tensor.
+pub(crate) fn sum_of_squares(g: &Tensor) -> Option<f64> {
+    let (storage, layout) = g.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    let candle::Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let sum = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>();
+    match cpu {
+        CpuStorage::F32(v) => Some(v[start..end].iter().map(|&x| (x as f64) * (x as f64)).sum()),
+        CpuStorage::F64(v) => Some(sum(&v[start..end])),
+        _ => None,
+    }
+}

@@ -1,0 +1,103 @@
+//! Process settings for CPU training: how memory is recycled and how many
+//! threads Candle's element-wise ops use. Both are read once per process, so
+//! a training program applies them at the top of `main` with
+//! [`prepare_cpu_training`].
+//!
+//! **Freed memory.** glibc's `malloc` serves every allocation above its
+//! mmap threshold (at most 32 MiB) with a fresh `mmap` and returns it with
+//! `munmap` on free. One `[32, 32, 120, 120]` activation of the seed CNN is
+//! 59 MB, and a training step allocates a few dozen tensors that size
+//! (outputs, gradients, Candle's `zeros + add` gradient accumulation), so
+//! every step faulted in and zeroed about 2 GB of new pages: 15–20 % of the
+//! step in the kernel (`exc_page_fault`, `clear_page_erms`, memcg
+//! accounting) on the profile. [`reuse_freed_memory`] turns that off for the
+//! whole process: allocations come from the heap and freed memory stays
+//! there for the next step, the way PyTorch's CPU caching allocator behaves.
+//! The cost is that the process keeps its peak heap until it exits.
+//!
+//! **Element-wise threads.** Candle 0.11 runs element-wise ops on tensors of
+//! 64 Ki elements or more on its own thread pool (`BarrierPool`, sized by
+//! `CANDLE_NUM_THREADS`, else the core count), whose idle workers spin
+//! 25,000 times before they sleep, while matrix products run on rayon's
+//! pool. On two cores the spinning worker of one pool takes the core the
+//! other pool's next job needs: the 784-400-20 VAE step took 95–100 ms with
+//! both pools and 16–20 ms with `CANDLE_NUM_THREADS=1` on the same machine
+//! (profile: 50 % of the samples in `BarrierGuard::drop` and the workers'
+//! spin loop). With one element-wise thread Candle runs those ops on the
+//! calling thread; gemm and deepgen's kernels keep rayon's threads.
+
+/// Makes glibc's `malloc` serve large allocations from the heap and keep
+/// freed memory for reuse (`mallopt(M_MMAP_MAX, 0)`, a 2 GiB trim threshold
+/// and a 64 MiB top pad). Call it once at the start of a training program,
+/// before the first tensor is allocated ([`prepare_cpu_training`] does).
+///
+/// Returns `true` when the settings were applied, `false` where the C
+/// library is not glibc (nothing is changed there).
+pub fn reuse_freed_memory() -> bool {
+    imp::reuse_freed_memory()
+}
+
+/// Applies both settings of this module for a CPU training run: Candle's
+/// element-wise ops on the calling thread (`CANDLE_NUM_THREADS=1`, unless the
+/// variable is already set, so a user's choice wins) and
+/// [`reuse_freed_memory`]. Returns what [`reuse_freed_memory`] returns.
+///
+/// Candle reads `CANDLE_NUM_THREADS` once, at its first element-wise op on a
+/// large tensor, so this must run before any tensor work.
+///
+/// # Safety
+/// It writes the process environment (`std::env::set_var`), which is only
+/// sound while no other thread reads or writes it: call it first thing in
+/// `main`, before spawning threads or running tensor ops.
+pub unsafe fn prepare_cpu_training() -> bool {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: the caller guarantees that no other thread touches the
+        // environment concurrently (see `# Safety`).
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+    reuse_freed_memory()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod imp {
+    use std::os::raw::c_int;
+
+    // <malloc.h>
+    const M_TRIM_THRESHOLD: c_int = -1;
+    const M_TOP_PAD: c_int = -2;
+    const M_MMAP_MAX: c_int = -4;
+
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+    }
+
+    pub(super) fn reuse_freed_memory() -> bool {
+        let set = |param, value| {
+            // SAFETY: `mallopt` only changes glibc's allocator parameters; it
+            // takes the allocator's own lock, so it is safe to call from any
+            // thread at any time, and the values are within its documented
+            // ranges (0 mmaps, thresholds up to `INT_MAX`).
+            unsafe { mallopt(param, value) == 1 }
+        };
+        set(M_MMAP_MAX, 0) & set(M_TRIM_THRESHOLD, c_int::MAX) & set(M_TOP_PAD, 64 << 20)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod imp {
+    pub(super) fn reuse_freed_memory() -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn applies_on_glibc_and_allocation_still_works() {
+        let applied = super::reuse_freed_memory();
+        assert_eq!(applied, cfg!(all(target_os = "linux", target_env = "gnu")));
+        // A large allocation (above the default mmap threshold) is served and freed.
+        let big = vec![1u8; 64 << 20];
+        assert_eq!(big.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
+    }
+}
