@@ -1,0 +1,355 @@
+//! `deepgen train cnn`, `deepgen eval cnn` and `deepgen cnn summary`.
+
+use crate::common::{
+    CommonTrainArgs, ConfigValue, DataArg, LabelledBatches, ModelDefaults, common_config_entries, device_name,
+    epoch_line, group_thousands, load_dataset, open_device, say, write_run_config,
+};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use deepgen_cnn::{Classifier, ClassifierConfig, DEFAULT_MNIST_SPEC, Dims, Evaluator, SPEC_FILE, Spec};
+use deepgen_core::DeviceChoice;
+use deepgen_core::train::{CHECKPOINT_FILE, METRICS_FILE, fit};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The layer-spec language, for `--help`.
+pub const SPEC_HELP: &str = "\
+A spec is one line of tokens separated by spaces:
+  INPUT-HxWxC          an H×W image with C channels (or INPUT-N, a vector); first, once
+  CONV-K-N[-sS][-pP]   N filters of K×K, stride S (default 1), zero padding P (default 0)
+  CONVT-K-N[-sS][-pP]  transposed convolution, output side (H − 1)·S − 2P + K
+  POOL-K               K×K max pooling, stride K
+  AVGPOOL-K            K×K average pooling, stride K
+  FLATTEN              H×W×C → a vector of H·W·C
+  FC-N                 fully connected, N outputs
+CONV, CONVT and FC are followed by ReLU, except the last token, which is linear.
+A suffix sets the activation: -relu, -lrelu (slope 0.2), -tanh, -sigmoid, -linear.
+
+Seed 000's network:
+  INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
+
+/// The defaults of `deepgen train cnn`: three epochs of Adam at PyTorch's
+/// default rate, batches of 64 (Candle's MNIST example).
+const DEFAULTS: ModelDefaults = ModelDefaults {
+    epochs: 3,
+    batch_size: 64,
+    lr: 1e-3,
+};
+
+/// Flags of `deepgen train cnn`.
+#[derive(Debug, Args)]
+#[command(after_long_help = SPEC_HELP)]
+pub struct TrainArgs {
+    /// The network in the layer-spec language; it must take 28×28 grey
+    /// images and end in 10 logits [default: the LeNet-class
+    /// "INPUT-28x28x1 CONV-5-32-p2 POOL-2 CONV-5-64-p2 POOL-2 FLATTEN FC-512 FC-10";
+    /// with --resume, the run's own spec].
+    #[arg(long, value_name = "SPEC")]
+    pub spec: Option<String>,
+    #[command(flatten)]
+    pub common: CommonTrainArgs,
+}
+
+/// Flags of `deepgen cnn summary`.
+#[derive(Debug, Args)]
+#[command(after_long_help = SPEC_HELP)]
+pub struct SummaryArgs {
+    /// The network, e.g. "INPUT-28x28x1 CONV-5-8 POOL-2 FLATTEN FC-10"
+    /// [default: the MNIST default spec].
+    #[arg(value_name = "SPEC")]
+    pub spec: Option<String>,
+}
+
+/// Flags of `deepgen eval cnn`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory of `deepgen train cnn` (holding spec.txt and the checkpoint).
+    #[arg(long, value_name = "DIR", default_value = "runs/cnn-mnist")]
+    pub run: PathBuf,
+    /// Data set whose test split is evaluated.
+    #[arg(long, value_enum, default_value_t = DataArg::Mnist)]
+    pub data: DataArg,
+    /// Folder with the four IDX files [default: data/mnist or data/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N, metal or auto.
+    #[arg(long, value_name = "D", default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// Parses a spec given on the command line; errors point at the token.
+fn parse_spec(text: &str) -> Result<Spec> {
+    let spec = Spec::parse(text).map_err(|e| spec_error(text, e))?;
+    spec.table().map_err(|e| spec_error(text, e))?;
+    Ok(spec)
+}
+
+/// The error with the spec underneath and a caret line under the token it
+/// names (by position), e.g.
+///
+/// ```text
+/// invalid spec: token 2 `CONV-x-32` (at character 15): kernel size `x` is not a positive integer
+///   INPUT-28x28x1 CONV-x-32 FC-10
+///                 ^^^^^^^^^
+/// ```
+fn spec_error(text: &str, err: deepgen_cnn::Error) -> anyhow::Error {
+    let position = match &err {
+        deepgen_cnn::Error::Parse { position, .. } | deepgen_cnn::Error::LayerDoesNotFit { position, .. } => {
+            Some(*position)
+        }
+        _ => None,
+    };
+    let mut message = format!("invalid spec: {err}");
+    if let Some(position) = position
+        && let Some((offset, len)) = token_span(text, position)
+    {
+        // One column per character; white space shown as spaces.
+        let shown: String = text.chars().map(|c| if c.is_whitespace() { ' ' } else { c }).collect();
+        message.push_str(&format!(
+            "\n  {}\n  {}{}",
+            shown.trim_end(),
+            " ".repeat(offset),
+            "^".repeat(len.max(1))
+        ));
+    }
+    anyhow::anyhow!(message)
+}
+
+/// 0-based character offset and length of the `position`-th (1-based)
+/// white-space separated token.
+fn token_span(text: &str, position: usize) -> Option<(usize, usize)> {
+    let mut index = 0;
+    let mut start = None;
+    let chars: Vec<char> = text.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                index += 1;
+                if index == position {
+                    return Some((s, i - s));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    let s = start?;
+    (index + 1 == position).then_some((s, chars.len() - s))
+}
+
+/// `deepgen cnn summary`: the shape and parameter table.
+pub fn summary(args: SummaryArgs) -> Result<()> {
+    let text = args.spec.as_deref().unwrap_or(DEFAULT_MNIST_SPEC);
+    let spec = parse_spec(text)?;
+    say(&spec.table()?.to_string());
+    Ok(())
+}
+
+/// Whether the spec takes MNIST's 28×28 grey images and ends in 10 logits.
+fn check_mnist_spec(spec: &Spec) -> Result<()> {
+    let input_ok = matches!(
+        spec.input(),
+        Dims::Image {
+            height: 28,
+            width: 28,
+            channels: 1
+        } | Dims::Flat(784)
+    );
+    if !input_ok {
+        bail!(
+            "the spec's input `{}` does not take 28×28 grey images; start it with INPUT-28x28x1 (or INPUT-784)",
+            spec.input_token()
+        );
+    }
+    let output = spec.table()?.output();
+    if output != Dims::Flat(10) {
+        bail!("the spec ends in {output}, not 10 logits; end it with FC-10");
+    }
+    Ok(())
+}
+
+/// The spec of this run: `--spec`, or with `--resume` the run's own (which
+/// `--spec` must then equal), or the default.
+fn choose_spec(flag: Option<&str>, run_dir: &Path, resume: bool) -> Result<Spec> {
+    let stored = if resume && run_dir.join(SPEC_FILE).exists() {
+        Some(
+            deepgen_cnn::load_spec(run_dir)
+                .with_context(|| format!("cannot read the spec of `{}`", run_dir.display()))?,
+        )
+    } else {
+        None
+    };
+    match (flag, stored) {
+        (Some(text), Some(stored)) => {
+            let spec = parse_spec(text)?;
+            if spec != stored {
+                bail!(
+                    "--spec `{spec}` differs from the spec of the run being resumed, `{stored}` (in `{}`)",
+                    run_dir.join(SPEC_FILE).display()
+                );
+            }
+            Ok(spec)
+        }
+        (Some(text), None) => parse_spec(text),
+        (None, Some(stored)) => Ok(stored),
+        (None, None) => parse_spec(DEFAULT_MNIST_SPEC),
+    }
+}
+
+/// `deepgen train cnn`: trains a classifier through core's loop.
+pub fn train(args: TrainArgs) -> Result<()> {
+    let common = &args.common;
+    let resolved = common.resolve("cnn", DEFAULTS);
+    let run_dir = &resolved.run_dir;
+    common.check_run_dir(run_dir)?;
+    let spec = choose_spec(args.spec.as_deref(), run_dir, common.resume)?;
+    check_mnist_spec(&spec)?;
+    let device = open_device(common.device)?;
+    let data = load_dataset(resolved.dataset, &resolved.data_dir)?;
+
+    let config = ClassifierConfig {
+        lr: resolved.lr,
+        ..Default::default()
+    };
+    let mut classifier =
+        Classifier::new(&spec, config, common.seed, &device)?.with_test_set(&data.test_images, &data.test_labels)?;
+    let mut batches = LabelledBatches::new(&data.train_images, &data.train_labels, resolved.batch_size, &device)?;
+
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create `{}`", run_dir.display()))?;
+    deepgen_cnn::save_spec(run_dir, &spec)?;
+    let mut entries = common_config_entries(common, &resolved);
+    entries.push(("spec", ConfigValue::Text(spec.to_string())));
+    write_run_config(run_dir, "cnn", &entries)?;
+
+    if !common.quiet {
+        say(&format!(
+            "training `{spec}` ({} parameters) on {} ({} train / {} test images)",
+            group_thousands(classifier.model().n_parameters()),
+            resolved.dataset,
+            data.n_train(),
+            data.n_test(),
+        ));
+        say(&format!(
+            "{} epochs, batch {}, Adam lr {}, seed {}, device {}; run directory `{}`{}",
+            resolved.epochs,
+            resolved.batch_size,
+            resolved.lr,
+            common.seed,
+            device_name(&device),
+            run_dir.display(),
+            if common.resume { " (resuming)" } else { "" },
+        ));
+    }
+    let started = Instant::now();
+    let quiet = common.quiet;
+    let records = fit(
+        &common.train_config(&resolved),
+        &mut classifier,
+        &mut batches,
+        |record| {
+            if !quiet {
+                say(&epoch_line(record, resolved.epochs));
+            }
+        },
+    )?;
+    let Some(last) = records.last() else {
+        say(&format!(
+            "nothing to do: `{}` has already been trained for {} epochs (raise --epochs to continue)",
+            run_dir.display(),
+            resolved.epochs
+        ));
+        return Ok(());
+    };
+    let accuracy = last
+        .eval
+        .get("test_accuracy")
+        .map_or_else(String::new, |a| format!(", test accuracy {:.2} %", 100.0 * a));
+    say(&format!(
+        "done: {} epochs in {:.1} s{accuracy}; `{}`, `{}`, `{}`",
+        records.len(),
+        started.elapsed().as_secs_f64(),
+        run_dir.join(METRICS_FILE).display(),
+        run_dir.join(CHECKPOINT_FILE).display(),
+        run_dir.join(SPEC_FILE).display(),
+    ));
+    Ok(())
+}
+
+/// `deepgen eval cnn`: test loss, accuracy and the predicted-class histogram
+/// of a trained run.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let device = open_device(args.device)?;
+    let evaluator = Evaluator::load(&args.run, &device)
+        .with_context(|| format!("cannot load the classifier in `{}`", args.run.display()))?;
+    check_mnist_spec(evaluator.model().spec())?;
+    let dataset = args.data.dataset();
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| dataset.default_dir());
+    let data = load_dataset(dataset, &data_dir)?;
+    let (loss, accuracy) = evaluator.accuracy(&data.test_images, &data.test_labels)?;
+    let evaluation = evaluator.evaluate(&data.test_images)?;
+    say(&format!(
+        "`{}`: {} ({} parameters)",
+        args.run.display(),
+        evaluator.model().spec(),
+        group_thousands(evaluator.model().n_parameters())
+    ));
+    say(&format!(
+        "{dataset} test set ({} images): test_loss {loss:.4}  test_accuracy {:.2} %  mean confidence {:.4}",
+        evaluation.n_images(),
+        100.0 * accuracy,
+        evaluation.mean_confidence
+    ));
+    let names = dataset.class_names();
+    let histogram: Vec<String> = evaluation
+        .histogram
+        .iter()
+        .enumerate()
+        .map(|(class, count)| format!("{}: {count}", names.get(class).copied().unwrap_or("?")))
+        .collect();
+    say(&format!("predicted classes: {}", histogram.join("  ")));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_spans_count_characters() {
+        assert_eq!(token_span("INPUT-28x28x1 CONV-x-32 FC-10", 2), Some((14, 9)));
+        assert_eq!(token_span("  A  BB\tCCC ", 3), Some((8, 3)));
+        assert_eq!(token_span("A×B C", 2), Some((4, 1)));
+        assert_eq!(token_span("A B", 3), None);
+    }
+
+    #[test]
+    fn spec_errors_point_at_the_token() {
+        let err = parse_spec("INPUT-28x28x1 CONV-x-32 FC-10").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid spec: token 2 `CONV-x-32` (at character 15): kernel size `x` is not a positive integer\n  \
+             INPUT-28x28x1 CONV-x-32 FC-10\n                ^^^^^^^^^"
+        );
+        let err = parse_spec("INPUT-8x8x1 CONV-9-4").unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid spec: layer 2 `CONV-9-4` does not fit"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("\n  INPUT-8x8x1 CONV-9-4\n              ^^^^^^^^"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mnist_specs_are_checked() -> Result<()> {
+        check_mnist_spec(&parse_spec(DEFAULT_MNIST_SPEC)?)?;
+        check_mnist_spec(&parse_spec("INPUT-784 FC-10")?)?;
+        let err = check_mnist_spec(&parse_spec("INPUT-32x32x3 FLATTEN FC-10")?).unwrap_err();
+        assert!(err.to_string().contains("INPUT-28x28x1"), "{err}");
+        let err = check_mnist_spec(&parse_spec("INPUT-28x28x1 FLATTEN FC-3")?).unwrap_err();
+        assert!(err.to_string().contains("FC-10"), "{err}");
+        Ok(())
+    }
+}

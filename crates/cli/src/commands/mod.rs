@@ -1,0 +1,5 @@
+//! One module per model family; each holds its subcommands' flags and `run`
+//! functions.
+
+pub mod cnn;
+pub mod vae;

@@ -1,0 +1,231 @@
+//! End-to-end tests of `deepgen cnn summary`, `deepgen train cnn` and
+//! `deepgen eval cnn`, running the built binary on a tiny synthetic data set
+//! in MNIST's file format (so they need no download).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SEED_SPEC: &str = "INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
+/// Small enough to train in a second: 4×4 average pooling, then 10 logits.
+const TINY_SPEC: &str = "INPUT-28x28x1 AVGPOOL-4 FLATTEN FC-10";
+
+fn deepgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepgen"))
+        .args(args)
+        .output()
+        .expect("the deepgen binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A failure: status 1, `error: …` on stderr, and no panic.
+fn assert_fails_cleanly(output: &Output, needle: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Writes the four IDX files of an MNIST-format data set to `dir`: image `i`
+/// has label `i % 10` and a bright band on rows `2·label .. 2·label + 4`.
+fn write_fake_mnist(dir: &Path, n_train: usize, n_test: usize) {
+    let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
+        let mut bytes = magic.to_be_bytes().to_vec();
+        for d in dims {
+            bytes.extend(d.to_be_bytes());
+        }
+        bytes.extend(data);
+        std::fs::write(dir.join(name), bytes).expect("write IDX");
+    };
+    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let mut pixels = vec![0u8; n * 784];
+        for (i, &label) in labels.iter().enumerate() {
+            for row in 2 * label as usize..2 * label as usize + 4 {
+                for col in 4..24 {
+                    pixels[i * 784 + row * 28 + col] = 255;
+                }
+            }
+        }
+        write(
+            &format!("{prefix}-images-idx3-ubyte"),
+            0x803,
+            &[n as u32, 28, 28],
+            &pixels,
+        );
+        write(&format!("{prefix}-labels-idx1-ubyte"), 0x801, &[n as u32], &labels);
+    }
+}
+
+#[test]
+fn summary_prints_seed_000s_table() {
+    let output = deepgen(&["cnn", "summary", SEED_SPEC]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let expected = "\
+Layer            Output dimensions    Number of weights  Number of biases
+INPUT-128x128x3  128×128×3                            0                 0
+CONV-9-32        120×120×32            3×9×9×32 = 7,776                32
+POOL-2           60×60×32                             0                 0
+CONV-5-64        56×56×64            32×5×5×64 = 51,200                64
+POOL-2           28×28×64                             0                 0
+CONV-5-64        24×24×64           64×5×5×64 = 102,400                64
+POOL-2           12×12×64                             0                 0
+FLATTEN          9216×1                               0                 0
+FC-3             3×1                    9216×3 = 27,648                 3
+Total                                           189,024               163
+Parameters in all: 189,187 (weights 189,024 + biases 163)
+";
+    assert_eq!(text(&output.stdout), expected);
+}
+
+#[test]
+fn bad_specs_fail_with_the_token_and_its_position() {
+    let output = deepgen(&["cnn", "summary", "INPUT-28x28x1 CONV-5-32 POOOL-2 FLATTEN FC-10"]);
+    assert_fails_cleanly(&output, "token 3 `POOOL-2` (at character 25): unknown layer");
+    assert!(text(&output.stderr).contains("\n                          ^^^^^^^\n"));
+    let output = deepgen(&["cnn", "summary", "INPUT-8x8x1 FLATTEN CONV-3-4"]);
+    assert_fails_cleanly(&output, "layer 3 `CONV-3-4` does not fit");
+    assert_fails_cleanly(&deepgen(&["cnn", "summary", ""]), "the spec is empty");
+    // A flag clap rejects: status 2 and clap's message, still no panic.
+    let output = deepgen(&["train", "cnn", "--batch-size", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!text(&output.stderr).contains("panicked"));
+}
+
+#[test]
+fn missing_data_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("nowhere");
+    let out = dir.path().join("run");
+    let output = deepgen(&[
+        "train",
+        "cnn",
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_fails_cleanly(&output, "cargo xtask fetch-mnist");
+    assert!(!out.exists(), "a failed start leaves no run directory");
+}
+
+#[test]
+fn train_resume_and_eval_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fake_mnist(dir.path(), 320, 100);
+    let data = dir.path().to_str().expect("utf-8 path");
+    let run = dir.path().join("run");
+    let run_str = run.to_str().expect("utf-8 path");
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "cnn",
+            "--spec",
+            TINY_SPEC,
+            "--data-dir",
+            data,
+            "--out",
+            run_str,
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.01",
+            "--device",
+            "cpu",
+        ];
+        args.extend(extra);
+        deepgen(&args)
+    };
+
+    let output = train("2", &[]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("epoch 1/2") && stdout.contains("epoch 2/2"), "{stdout}");
+    assert!(stdout.contains("test_accuracy"), "{stdout}");
+
+    // The run directory: metrics with a header and one row per epoch, the
+    // checkpoint, the spec and the config.
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(
+        lines[0],
+        "epoch,train_loss,train_accuracy,test_loss,test_accuracy,train_seconds"
+    );
+    assert_eq!(lines.len(), 3, "{metrics}");
+    assert!(run.join("checkpoint.safetensors").is_file());
+    assert_eq!(
+        std::fs::read_to_string(run.join("spec.txt")).expect("spec.txt").trim(),
+        TINY_SPEC
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(config.contains(&format!("spec = \"{TINY_SPEC}\"")), "{config}");
+    assert!(config.contains("lr = 0.01") && config.contains("seed = 0"), "{config}");
+
+    // The bands are linearly separable: two epochs get well above chance (0.1).
+    let accuracy: f64 = lines[2]
+        .split(',')
+        .nth(4)
+        .and_then(|a| a.parse().ok())
+        .expect("accuracy");
+    assert!(accuracy > 0.5, "{metrics}");
+
+    // Training again into the same directory needs --resume.
+    assert_fails_cleanly(&train("3", &[]), "--resume");
+    // Resuming with another spec is refused.
+    let output = deepgen(&[
+        "train",
+        "cnn",
+        "--spec",
+        "INPUT-784 FC-10",
+        "--data-dir",
+        data,
+        "--out",
+        run_str,
+        "--resume",
+    ]);
+    assert_fails_cleanly(&output, "differs from the spec of the run being resumed");
+    // Resuming continues at epoch 3 without --spec.
+    let output = deepgen(&[
+        "train",
+        "cnn",
+        "--data-dir",
+        data,
+        "--out",
+        run_str,
+        "--resume",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("epoch 3/3") && !stdout.contains("epoch 2/3"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
+
+    // The trained run evaluates.
+    let output = deepgen(&["eval", "cnn", "--run", run_str, "--data-dir", data, "--device", "cpu"]);
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        stdout.contains("test_accuracy") && stdout.contains("predicted classes: 0: "),
+        "{stdout}"
+    );
+
+    // Evaluating something that is not a CNN run is a clear error.
+    let output = deepgen(&["eval", "cnn", "--run", data, "--data-dir", data, "--device", "cpu"]);
+    assert_fails_cleanly(&output, "spec.txt");
+}
