@@ -1,0 +1,209 @@
+//! The observation models `p_θ(x|z)`: Bernoulli (logits), Gaussian with unit
+//! variance, Gaussian with a learned diagonal variance `σ(NN_β(z))`.
+
+use crate::bce::bce_with_logits_rows;
+use crate::config::{Architecture, DecoderKind, VaeConfig};
+use crate::encoder::CONV_CHANNELS;
+use crate::layers::{ConvTranspose2d, Linear, Relu, conv_transpose2d, linear};
+use candle::{D, Tensor};
+use candle_nn::VarBuilder;
+use deepgen_numerics::{DiagGaussian, log_sigmoid, sigmoid};
+
+/// `½ ln 2π`.
+const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+#[derive(Clone, Debug)]
+enum Body {
+    /// `z → relu(fc) → fc` (pytorch/examples' `fc3`, `fc4`); `log_var` is the
+    /// second output head of the learned-variance decoder.
+    Mlp {
+        hidden: Linear,
+        out: Linear,
+        log_var: Option<Linear>,
+    },
+    /// `z → relu(fc) → relu(fc) → reshape → relu(convT 4×4/2) → convT 4×4/2`;
+    /// the learned-variance decoder's last layer has twice the channels.
+    Conv {
+        hidden: Linear,
+        expand: Linear,
+        deconv1: ConvTranspose2d,
+        deconv2: ConvTranspose2d,
+        channels: usize,
+        side: usize,
+    },
+}
+
+/// The decoder network with its observation model.
+#[derive(Clone, Debug)]
+pub struct Decoder {
+    kind: DecoderKind,
+    body: Body,
+}
+
+/// What the decoder network gives for a batch of latents.
+#[derive(Clone, Debug)]
+pub struct DecoderOutput {
+    /// `[n, D]`: the logits of a Bernoulli decoder, the mean of a Gaussian one.
+    pub loc: Tensor,
+    /// `[n, D]` `log σ²` of the learned-variance Gaussian decoder.
+    pub log_var: Option<Tensor>,
+}
+
+/// Builds the decoder of `config` under `vb` (`hidden`, `out`, `log_var`;
+/// `hidden`, `expand`, `deconv1`, `deconv2` for the convolutional one).
+///
+/// # Errors
+/// An invalid configuration; Candle errors from the variable store.
+pub fn decoder(config: &VaeConfig, vb: VarBuilder) -> crate::Result<Decoder> {
+    config.validate()?;
+    let (input, hidden_dim, latent) = (config.input_dim, config.hidden_dim, config.latent_dim);
+    let learned = config.decoder == DecoderKind::GaussianLearned;
+    let body = match config.architecture {
+        Architecture::Mlp => Body::Mlp {
+            hidden: linear(latent, hidden_dim, vb.pp("hidden"))?,
+            out: linear(hidden_dim, input, vb.pp("out"))?,
+            log_var: learned
+                .then(|| linear(hidden_dim, input, vb.pp("log_var")))
+                .transpose()?,
+        },
+        Architecture::Conv => {
+            let side = config.image_side()?;
+            let [c1, c2] = CONV_CHANNELS;
+            let out_channels = if learned { 2 * config.channels } else { config.channels };
+            Body::Conv {
+                hidden: linear(latent, hidden_dim, vb.pp("hidden"))?,
+                expand: linear(hidden_dim, c2 * (side / 4) * (side / 4), vb.pp("expand"))?,
+                deconv1: conv_transpose2d(c2, c1, 4, 2, 1, vb.pp("deconv1"))?,
+                deconv2: conv_transpose2d(c1, out_channels, 4, 2, 1, vb.pp("deconv2"))?,
+                channels: config.channels,
+                side,
+            }
+        }
+    };
+    Ok(Decoder {
+        kind: config.decoder,
+        body,
+    })
+}
+
+impl Decoder {
+    /// From ready-made layers (an MLP decoder): `hidden` `Z → H`, `out`
+    /// `H → D`, and for [`DecoderKind::GaussianLearned`] the `log_var` head
+    /// `H → D` (ignored by the other kinds).
+    pub fn new(kind: DecoderKind, hidden: Linear, out: Linear, log_var: Option<Linear>) -> Self {
+        let log_var = log_var.filter(|_| kind == DecoderKind::GaussianLearned);
+        Self {
+            kind,
+            body: Body::Mlp { hidden, out, log_var },
+        }
+    }
+
+    /// The observation model.
+    pub fn kind(&self) -> DecoderKind {
+        self.kind
+    }
+
+    /// Runs the network: `zs` `[n, Z]` → logits or means `[n, D]` (and
+    /// `log σ² = log σ(NN_β(z))` for the learned variance).
+    ///
+    /// # Errors
+    /// Candle errors, e.g. `zs` not `[n, Z]`.
+    pub fn forward(&self, zs: &Tensor) -> candle::Result<DecoderOutput> {
+        let (n, _latent) = zs.dims2()?;
+        let numerics = |e: deepgen_numerics::Error| candle::Error::msg(e.to_string());
+        match &self.body {
+            Body::Mlp { hidden, out, log_var } => {
+                let h = zs.apply(hidden)?.apply(&Relu)?;
+                let log_var = match log_var {
+                    Some(head) => Some(log_sigmoid(&h.apply(head)?).map_err(numerics)?),
+                    None => None,
+                };
+                Ok(DecoderOutput {
+                    loc: h.apply(out)?,
+                    log_var,
+                })
+            }
+            Body::Conv {
+                hidden,
+                expand,
+                deconv1,
+                deconv2,
+                channels,
+                side,
+            } => {
+                let [_, c2] = CONV_CHANNELS;
+                let ys = zs
+                    .apply(hidden)?
+                    .apply(&Relu)?
+                    .apply(expand)?
+                    .apply(&Relu)?
+                    .reshape((n, c2, side / 4, side / 4))?
+                    .apply(deconv1)?
+                    .apply(&Relu)?
+                    .apply(deconv2)?;
+                if self.kind == DecoderKind::GaussianLearned {
+                    let loc = ys.narrow(1, 0, *channels)?.flatten_from(1)?;
+                    let head = ys.narrow(1, *channels, *channels)?.flatten_from(1)?;
+                    Ok(DecoderOutput {
+                        loc,
+                        log_var: Some(log_sigmoid(&head).map_err(numerics)?),
+                    })
+                } else {
+                    Ok(DecoderOutput {
+                        loc: ys.flatten_from(1)?,
+                        log_var: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// `−log p(x|z)` per row, in nats: targets `xs` `[m, D]` and the output
+    /// for `n` latents (`m` dividing `n`; row `i` is scored against target
+    /// row `i mod m`, so `K` stacked samples of a batch share its targets)
+    /// → `[n]`.
+    ///
+    /// - Bernoulli: `Σ_j softplus(l_j) − l_j x_j` (BCE with logits, summed);
+    /// - Gaussian: `½ Σ_j (x_j − μ_j)² + (D/2) ln 2π`;
+    /// - learned variance: `½ Σ_j [(x_j − μ_j)²/σ_j² + log σ_j² + ln 2π]`.
+    ///
+    /// # Errors
+    /// [`crate::Error::BadShape`] when the shapes do not fit.
+    pub fn neg_log_prob(&self, xs: &Tensor, output: &DecoderOutput) -> crate::Result<Tensor> {
+        let (n, d) = output.loc.dims2()?;
+        let m = match *xs.dims() {
+            [m, xd] if xd == d && m > 0 && n % m == 0 => m,
+            _ => {
+                return Err(crate::Error::BadShape {
+                    what: "decoder targets",
+                    got: xs.dims().to_vec(),
+                    expected: format!("[m, {d}] with m dividing {n}"),
+                });
+            }
+        };
+        let stacked = |t: &Tensor| t.reshape((n / m, m, d));
+        let xs = xs.to_dtype(output.loc.dtype())?;
+        match (self.kind, &output.log_var) {
+            (DecoderKind::Bernoulli, _) => bce_with_logits_rows(&output.loc, &xs),
+            (DecoderKind::GaussianLearned, Some(log_var)) => {
+                let gaussian = DiagGaussian::new(stacked(&output.loc)?, stacked(log_var)?)?;
+                Ok(gaussian.log_prob(&xs)?.neg()?.reshape(n)?)
+            }
+            _ => {
+                let sq = stacked(&output.loc)?.broadcast_sub(&xs)?.sqr()?.sum(D::Minus1)?;
+                Ok(sq.reshape(n)?.affine(0.5, d as f64 * HALF_LN_2PI)?)
+            }
+        }
+    }
+
+    /// `E[x|z]`, what pictures show: `σ(logits)` or the Gaussian mean.
+    ///
+    /// # Errors
+    /// Candle errors only.
+    pub fn mean(&self, output: &DecoderOutput) -> crate::Result<Tensor> {
+        match self.kind {
+            DecoderKind::Bernoulli => Ok(sigmoid(&output.loc)?),
+            DecoderKind::Gaussian | DecoderKind::GaussianLearned => Ok(output.loc.clone()),
+        }
+    }
+}
