@@ -1,15 +1,21 @@
-//! What every `deepgen train <model>` shares: the common flags, data loading
-//! with a message that says how to fetch the data, the device, the
-//! per-epoch line, the run directory and its config file.
+//! What every `deepgen <command> <model>` shares, so that a new model's
+//! `commands/<model>.rs` holds only what is its own: the common training
+//! flags and [`TrainRun`] (run directory checks, data loading with a message
+//! that says how to fetch the data, the device, `config.toml`, core's loop
+//! with per-epoch lines, the closing lines), training batches, the
+//! checkpoint of an evaluated run, progress bars and PNG pictures.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use deepgen_core::candle::{Device, Tensor};
-use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, TrainConfig};
-use deepgen_core::{DeviceChoice, StdRng};
-use deepgen_data::{Batcher, BatcherConfig, Dataset, Mnist};
-use std::io::Write;
+use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
+use deepgen_core::{AdamConfig, DeviceChoice, StdRng};
+use deepgen_data::{Batch, Batcher, BatcherConfig, Dataset, Mnist, save_image_grid, save_line_plot_png};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The name of the run configuration file in a run directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -30,6 +36,21 @@ impl DataArg {
             DataArg::Mnist => Dataset::Mnist,
             DataArg::FashionMnist => Dataset::FashionMnist,
         }
+    }
+
+    /// The folder of `--data-dir`, or the data set's default folder.
+    fn dir(self, data_dir: Option<&Path>) -> PathBuf {
+        data_dir.map_or_else(|| self.dataset().default_dir(), Path::to_path_buf)
+    }
+
+    /// Loads the data set from `--data-dir` or its default folder (see
+    /// [`load_dataset`]); the eval commands' data.
+    ///
+    /// # Errors
+    /// As [`load_dataset`].
+    pub fn load(self, data_dir: Option<&Path>) -> Result<(Dataset, Mnist)> {
+        let dataset = self.dataset();
+        Ok((dataset, load_dataset(dataset, &self.dir(data_dir))?))
     }
 }
 
@@ -102,11 +123,11 @@ pub struct Resolved {
 impl CommonTrainArgs {
     /// Fills in the model's defaults; `model` names the default run
     /// directory `runs/<model>-<data>`.
-    pub fn resolve(&self, model: &str, defaults: ModelDefaults) -> Resolved {
+    fn resolve(&self, model: &str, defaults: ModelDefaults) -> Resolved {
         let dataset = self.data.dataset();
         Resolved {
             dataset,
-            data_dir: self.data_dir.clone().unwrap_or_else(|| dataset.default_dir()),
+            data_dir: self.data.dir(self.data_dir.as_deref()),
             epochs: self.epochs.unwrap_or(defaults.epochs),
             batch_size: self.batch_size.unwrap_or(defaults.batch_size),
             lr: self.lr.unwrap_or(defaults.lr),
@@ -118,7 +139,7 @@ impl CommonTrainArgs {
     }
 
     /// Core's loop configuration for this run.
-    pub fn train_config(&self, resolved: &Resolved) -> TrainConfig {
+    fn train_config(&self, resolved: &Resolved) -> TrainConfig {
         TrainConfig {
             epochs: resolved.epochs,
             seed: self.seed,
@@ -134,7 +155,7 @@ impl CommonTrainArgs {
     /// # Errors
     /// When the run directory holds a checkpoint and `--resume` is not set, or
     /// `--resume` is set and it holds none.
-    pub fn check_run_dir(&self, run_dir: &Path) -> Result<()> {
+    fn check_run_dir(&self, run_dir: &Path) -> Result<()> {
         let checkpoint = run_dir.join(CHECKPOINT_FILE);
         match (self.resume, checkpoint.exists()) {
             (false, true) => bail!(
@@ -147,6 +168,176 @@ impl CommonTrainArgs {
             ),
             _ => Ok(()),
         }
+    }
+}
+
+/// One `deepgen train <model>` run from its flags to its last line. A
+/// model's train command calls, in this order: [`TrainRun::new`] (flags
+/// resolved, run directory checked), then checks its own options, then
+/// [`TrainRun::open_device`] and [`TrainRun::load_data`], builds its model,
+/// [`TrainRun::create_run_dir`], [`TrainRun::announce`], [`TrainRun::fit`]
+/// and [`TrainRun::say_done`]. Every error before `create_run_dir` leaves no
+/// run directory behind.
+#[derive(Debug)]
+pub struct TrainRun<'a> {
+    /// The common flags.
+    pub args: &'a CommonTrainArgs,
+    /// The flags with the model's defaults filled in.
+    pub resolved: Resolved,
+    /// The `<model>` of `deepgen train <model>`.
+    model: &'static str,
+    /// The entries of `config.toml`, kept to write it after a resumed run's
+    /// checkpoint has accepted them.
+    config: Vec<(&'static str, ConfigValue)>,
+    /// When training started.
+    started: Instant,
+}
+
+impl<'a> TrainRun<'a> {
+    /// Resolves the flags with the model's defaults and refuses a run
+    /// directory in the wrong state (see [`CommonTrainArgs::check_run_dir`]).
+    ///
+    /// # Errors
+    /// A trained run without `--resume`, or `--resume` without a checkpoint.
+    pub fn new(args: &'a CommonTrainArgs, model: &'static str, defaults: ModelDefaults) -> Result<Self> {
+        let resolved = args.resolve(model, defaults);
+        args.check_run_dir(&resolved.run_dir)?;
+        Ok(Self {
+            args,
+            resolved,
+            model,
+            config: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.resolved.run_dir
+    }
+
+    /// Opens `--device` (see [`open_device`]).
+    ///
+    /// # Errors
+    /// As [`open_device`].
+    pub fn open_device(&self) -> Result<Device> {
+        open_device(self.args.device)
+    }
+
+    /// Loads `--data` (see [`load_dataset`]).
+    ///
+    /// # Errors
+    /// As [`load_dataset`].
+    pub fn load_data(&self) -> Result<Mnist> {
+        load_dataset(self.resolved.dataset, &self.resolved.data_dir)
+    }
+
+    /// Adam with `--lr` and otherwise its defaults.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.resolved.lr,
+            ..Default::default()
+        }
+    }
+
+    /// Creates the run directory and writes its `config.toml`: the common
+    /// flags, then `model_entries`. A resumed run keeps its config file until
+    /// the checkpoint has accepted the options (same model, same seed):
+    /// [`TrainRun::fit`] writes it then.
+    ///
+    /// # Errors
+    /// When the directory or the file cannot be written.
+    pub fn create_run_dir(&mut self, model_entries: Vec<(&'static str, ConfigValue)>) -> Result<()> {
+        let dir = &self.resolved.run_dir;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        self.config = common_config_entries(self.args, &self.resolved);
+        self.config.extend(model_entries);
+        if !self.args.resume {
+            write_run_config(dir, self.model, &self.config)?;
+        }
+        Ok(())
+    }
+
+    /// `on mnist (60000 train / 10000 test images)`.
+    pub fn data_summary(&self, data: &Mnist) -> String {
+        format!(
+            "on {} ({} train / {} test images)",
+            self.resolved.dataset,
+            data.n_train(),
+            data.n_test()
+        )
+    }
+
+    /// `10 epochs, batch 128, Adam lr 0.001, seed 0, device cpu; run
+    /// directory `runs/vae-mnist`` (and ` (resuming)`).
+    pub fn schedule_summary(&self, device: &Device) -> String {
+        format!(
+            "{} epochs, batch {}, Adam lr {}, seed {}, device {}; run directory `{}`{}",
+            self.resolved.epochs,
+            self.resolved.batch_size,
+            self.resolved.lr,
+            self.args.seed,
+            device_name(device),
+            self.run_dir().display(),
+            if self.args.resume { " (resuming)" } else { "" },
+        )
+    }
+
+    /// Prints a line about the run, unless `--quiet`.
+    pub fn announce(&self, line: &str) {
+        if !self.args.quiet {
+            say(line);
+        }
+    }
+
+    /// Trains `step` on `data` through core's loop, with a line per epoch
+    /// unless `--quiet`; then writes a resumed run's `config.toml`. Returns
+    /// the epochs' records, or `None` after saying so when the run had
+    /// already reached `--epochs`.
+    ///
+    /// # Errors
+    /// The loop's errors (a NaN, a checkpoint that does not fit); the config
+    /// file.
+    pub fn fit<S, D>(&mut self, step: &mut S, data: &mut D) -> Result<Option<Vec<EpochRecord>>>
+    where
+        S: TrainStep,
+        D: BatchSource<Batch = S::Batch>,
+    {
+        self.started = Instant::now();
+        let (quiet, epochs) = (self.args.quiet, self.resolved.epochs);
+        let records = fit(&self.args.train_config(&self.resolved), step, data, |record| {
+            if !quiet {
+                say(&epoch_line(record, epochs));
+            }
+        })?;
+        if self.args.resume {
+            write_run_config(self.run_dir(), self.model, &self.config)?;
+        }
+        if records.is_empty() {
+            say(&format!(
+                "nothing to do: `{}` has already been trained for {epochs} epochs (raise --epochs to continue)",
+                self.run_dir().display(),
+            ));
+            return Ok(None);
+        }
+        Ok(Some(records))
+    }
+
+    /// The closing line: `done: N epochs in T s{summary}; ` and the run's
+    /// metrics and checkpoint files, then `more_files`.
+    pub fn say_done(&self, records: &[EpochRecord], summary: &str, more_files: &[PathBuf]) {
+        let files: Vec<String> = [METRICS_FILE, CHECKPOINT_FILE]
+            .iter()
+            .map(|file| self.run_dir().join(file))
+            .chain(more_files.iter().cloned())
+            .map(|path| format!("`{}`", path.display()))
+            .collect();
+        say(&format!(
+            "done: {} epochs in {:.1} s{summary}; {}",
+            records.len(),
+            self.started.elapsed().as_secs_f64(),
+            files.join(", ")
+        ));
     }
 }
 
@@ -163,6 +354,25 @@ fn positive_f64(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
         _ => Err(format!("`{text}` is not a positive number")),
+    }
+}
+
+/// A model's count flag of at least 1 (`--latent 0`, `--k 0` are errors that
+/// name the flag).
+pub fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// A model's weight flag, a finite number ≥ 0 (`--beta -1` is an error).
+pub fn non_negative_f64(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
+        Ok(x) => Err(format!("{x} is not a finite number ≥ 0")),
+        Err(_) => Err(format!("`{text}` is not a number")),
     }
 }
 
@@ -198,10 +408,64 @@ pub fn load_dataset(dataset: Dataset, dir: &Path) -> Result<Mnist> {
         .with_context(|| format!("cannot load {dataset} from `{}`", dir.display()))
 }
 
-/// Batches of `(images, labels)` from a labelled [`Batcher`], the batch type
-/// of supervised models.
+/// Shuffled training batches from a [`Batcher`], as core's loop takes them:
+/// [`ImageBatches`] for unsupervised models, [`LabelledBatches`] for
+/// supervised ones.
 #[derive(Debug)]
-pub struct LabelledBatches(pub Batcher);
+pub struct Batches<B> {
+    batcher: Batcher,
+    batch: PhantomData<fn() -> B>,
+}
+
+/// Batches of images `[batch, 784]`.
+pub type ImageBatches = Batches<Tensor>;
+/// Batches of `(images, labels)`.
+pub type LabelledBatches = Batches<(Tensor, Tensor)>;
+
+/// What a model takes from one batch of the data crate.
+pub trait FromBatch: Sized {
+    /// The model's batch.
+    ///
+    /// # Errors
+    /// When the batch lacks a part the model needs.
+    fn from_batch(batch: Batch) -> deepgen_core::Result<Self>;
+}
+
+impl FromBatch for Tensor {
+    fn from_batch(batch: Batch) -> deepgen_core::Result<Self> {
+        Ok(batch.images)
+    }
+}
+
+impl FromBatch for (Tensor, Tensor) {
+    fn from_batch(batch: Batch) -> deepgen_core::Result<Self> {
+        let labels = batch.labels.ok_or_else(|| core_error("the batcher has no labels"))?;
+        Ok((batch.images, labels))
+    }
+}
+
+impl<B> Batches<B> {
+    fn with_labels(images: &Tensor, labels: Option<&Tensor>, batch_size: usize, device: &Device) -> Result<Self> {
+        let config = BatcherConfig {
+            batch_size,
+            ..Default::default()
+        };
+        Ok(Batches {
+            batcher: Batcher::new(images, labels, config, device)?,
+            batch: PhantomData,
+        })
+    }
+}
+
+impl ImageBatches {
+    /// Shuffled batches of `batch_size` from `images`, on `device`.
+    ///
+    /// # Errors
+    /// The batcher's errors (an empty data set).
+    pub fn new(images: &Tensor, batch_size: usize, device: &Device) -> Result<Self> {
+        Self::with_labels(images, None, batch_size, device)
+    }
+}
 
 impl LabelledBatches {
     /// Shuffled batches of `batch_size` from `images` and `labels`, on `device`.
@@ -209,31 +473,127 @@ impl LabelledBatches {
     /// # Errors
     /// The batcher's errors (an empty data set, mismatched counts).
     pub fn new(images: &Tensor, labels: &Tensor, batch_size: usize, device: &Device) -> Result<Self> {
-        let config = BatcherConfig {
-            batch_size,
-            ..Default::default()
-        };
-        Ok(LabelledBatches(Batcher::new(images, Some(labels), config, device)?))
+        Self::with_labels(images, Some(labels), batch_size, device)
     }
 }
 
-impl BatchSource for LabelledBatches {
-    type Batch = (Tensor, Tensor);
+impl<B: FromBatch> BatchSource for Batches<B> {
+    type Batch = B;
 
     fn n_batches(&self) -> usize {
-        BatchSource::n_batches(&self.0)
+        BatchSource::n_batches(&self.batcher)
     }
 
     fn start_epoch(&mut self, rng: &mut StdRng) -> deepgen_core::Result<()> {
-        BatchSource::start_epoch(&mut self.0, rng)
+        BatchSource::start_epoch(&mut self.batcher, rng)
     }
 
-    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<Self::Batch> {
-        let batch = BatchSource::batch(&self.0, batch_idx)?;
-        let labels = batch.labels.ok_or_else(|| {
-            deepgen_core::Error::Candle(deepgen_core::candle::Error::msg("the batcher has no labels"))
-        })?;
-        Ok((batch.images, labels))
+    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<B> {
+        B::from_batch(BatchSource::batch(&self.batcher, batch_idx)?)
+    }
+}
+
+/// An error of the command's own work inside core's training loop (a
+/// picture that cannot be written, a batch without labels) as the loop's
+/// error type, with `message` as its text (`format!("{e:#}")` keeps an
+/// anyhow error's context chain).
+pub fn core_error(message: impl std::fmt::Display) -> deepgen_core::Error {
+    deepgen_core::Error::Candle(deepgen_core::candle::Error::msg(message.to_string()))
+}
+
+/// The checkpoint file named by an eval command's flag: a run directory of
+/// `deepgen train <model>` or the checkpoint file itself.
+///
+/// # Errors
+/// When the directory holds no checkpoint or the path does not exist; the
+/// message says how to make one.
+pub fn checkpoint_file(arg: &Path, model: &str) -> Result<PathBuf> {
+    if arg.is_dir() {
+        let path = arg.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            bail!(
+                "`{}` holds no {CHECKPOINT_FILE}; is it the run directory of `deepgen train {model}`?",
+                arg.display()
+            );
+        }
+        Ok(path)
+    } else if arg.is_file() {
+        Ok(arg.to_path_buf())
+    } else {
+        bail!(
+            "run directory `{}` does not exist (train one with `deepgen train {model} --out {}`)",
+            arg.display(),
+            arg.display()
+        )
+    }
+}
+
+/// A progress bar of `len` steps in the style of `template` (indicatif's
+/// syntax), hidden when stderr is not a terminal so that logs get no
+/// control characters.
+pub fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Saves `images` `[n, D]` as a PNG grid with `n_cols` columns at `path`;
+/// the error names the file.
+///
+/// # Errors
+/// When the images are not square pictures or the file cannot be written.
+pub fn save_grid_png(images: &Tensor, n_cols: usize, path: &Path) -> Result<()> {
+    save_image_grid(images, n_cols, path).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// The `train_loss` and `test_loss` columns of the run's `metrics.csv`, with
+/// one value per epoch (those it has).
+fn loss_history(run_dir: &Path) -> Result<Vec<(String, Vec<f64>)>> {
+    let path = run_dir.join(METRICS_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .collect();
+    Ok(["train_loss", "test_loss"]
+        .iter()
+        .filter_map(|name| {
+            let col = header.iter().position(|h| h == name)?;
+            Some((
+                name.to_string(),
+                rows.iter().filter_map(|r| r.get(col).copied()).collect(),
+            ))
+        })
+        .collect())
+}
+
+/// Draws `loss_curve.png` in the run directory from its `metrics.csv`, when
+/// there are at least two epochs to connect; returns its path if drawn.
+///
+/// # Errors
+/// When the metrics cannot be read or the picture cannot be written.
+pub fn save_loss_curve(run_dir: &Path) -> Result<Option<PathBuf>> {
+    let history = loss_history(run_dir)?;
+    let series: Vec<(&str, &[f64])> = history.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    if !series.iter().any(|(_, v)| v.len() >= 2) {
+        return Ok(None);
+    }
+    let path = run_dir.join("loss_curve.png");
+    save_line_plot_png(&series, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(Some(path))
+}
+
+/// `pictures: a.png, b.png`, when there are any.
+pub fn say_pictures(pictures: &[PathBuf]) {
+    if !pictures.is_empty() {
+        let names: Vec<String> = pictures.iter().map(|p| p.display().to_string()).collect();
+        say(&format!("pictures: {}", names.join(", ")));
     }
 }
 
@@ -303,7 +663,7 @@ impl std::fmt::Display for ConfigValue {
 ///
 /// # Errors
 /// When the file cannot be written.
-pub fn write_run_config(run_dir: &Path, model: &str, entries: &[(&str, ConfigValue)]) -> Result<()> {
+fn write_run_config(run_dir: &Path, model: &str, entries: &[(&str, ConfigValue)]) -> Result<()> {
     let mut text = format!(
         "# deepgen {} run configuration, written by `deepgen train {model}`\nmodel = {}\n",
         env!("CARGO_PKG_VERSION"),
@@ -318,7 +678,7 @@ pub fn write_run_config(run_dir: &Path, model: &str, entries: &[(&str, ConfigVal
 }
 
 /// The usual config entries of the common flags.
-pub fn common_config_entries(args: &CommonTrainArgs, resolved: &Resolved) -> Vec<(&'static str, ConfigValue)> {
+fn common_config_entries(args: &CommonTrainArgs, resolved: &Resolved) -> Vec<(&'static str, ConfigValue)> {
     vec![
         ("data", ConfigValue::Text(resolved.dataset.name().into())),
         ("data_dir", ConfigValue::Text(resolved.data_dir.display().to_string())),
@@ -385,5 +745,23 @@ mod tests {
         for bad in ["0", "-1", "nan", "inf", "x"] {
             assert!(positive_f64(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn model_flag_parsers_name_the_problem() {
+        assert_eq!(at_least_one("3"), Ok(3));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
+        assert!(at_least_one("x").is_err());
+        assert_eq!(non_negative_f64("0.5"), Ok(0.5));
+        assert_eq!(non_negative_f64("-1"), Err("-1 is not a finite number ≥ 0".into()));
+        assert!(non_negative_f64("inf").is_err() && non_negative_f64("x").is_err());
+    }
+
+    #[test]
+    fn missing_run_directories_are_explained() {
+        let err = checkpoint_file(Path::new("no/such/run"), "vae")
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.as_deref().is_some_and(|e| e.contains("does not exist")), "{err:?}");
     }
 }

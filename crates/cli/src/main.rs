@@ -99,6 +99,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Every command trains or evaluates on the CPU by default, and both
+    // settings are process-wide and read once: reuse freed memory instead of
+    // faulting in fresh pages for every large tensor, and run Candle's
+    // element-wise ops on the calling thread (see deepgen-core's
+    // `ops::runtime`).
+    // SAFETY: the first statement of the program, before any other thread
+    // exists or any tensor op runs.
+    unsafe { deepgen_core::prepare_cpu_training() };
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

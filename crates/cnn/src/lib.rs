@@ -62,7 +62,7 @@ pub use classifier::{
     load_spec, save_spec,
 };
 pub use error::{Error, Result};
-pub use layers::{Conv, ConvTranspose, avg_pool, conv, conv_transpose, fc, max_pool};
+pub use layers::{Conv, ConvTranspose, avg_pool, conv, conv_activated, conv_transpose, fc, max_pool};
 pub use model::{Cnn, cnn};
 pub use shape::{LayerShape, ShapeTable, conv_output_size, conv_transpose_output_size};
 pub use spec::{Activation, ConvSpec, Dims, LEAKY_RELU_SLOPE, Layer, Spec};

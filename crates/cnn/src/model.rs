@@ -6,11 +6,12 @@
 //! token. A checkpoint of a different spec therefore fails to load with the
 //! name of the first tensor that is missing or has the wrong shape.
 
-use crate::layers::{Conv, ConvTranspose, avg_pool, conv, conv_transpose, fc, max_pool};
+use crate::layers::{Conv, ConvTranspose, avg_pool, conv, conv_activated, conv_transpose, fc, max_pool};
 use crate::spec::{Activation, Dims, Layer, Spec};
 use crate::{Result, ShapeTable};
 use candle::{Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+use deepgen_core::nn::Linear;
 
 /// One built layer.
 #[derive(Clone, Debug)]
@@ -27,8 +28,8 @@ impl Block {
     /// The layer followed by its activation.
     fn forward_activated(&self, xs: &Tensor, activation: Activation) -> candle::Result<Tensor> {
         match self {
-            Block::Conv(layer) => layer.forward_activated(xs, activation),
-            Block::ConvTranspose(layer) => layer.forward_activated(xs, activation),
+            Block::Conv(layer) => conv_activated(layer, xs, activation),
+            Block::ConvTranspose(layer) => conv_activated(layer, xs, activation),
             Block::MaxPool(k) => activation.apply(&max_pool(xs, *k)?),
             Block::AvgPool(k) => activation.apply(&avg_pool(xs, *k)?),
             Block::Flatten => activation.apply(&xs.flatten_from(1)?),
@@ -124,7 +125,7 @@ impl Cnn {
             .map(|(block, _)| match block {
                 Block::Conv(c) => count(c.weight()) + count(c.bias()),
                 Block::ConvTranspose(c) => count(c.weight()) + count(c.bias()),
-                Block::Fc(l) => count(l.weight()) + l.bias().map_or(0, count),
+                Block::Fc(l) => count(l.weight()) + count(l.bias()),
                 Block::MaxPool(_) | Block::AvgPool(_) | Block::Flatten => 0,
             })
             .sum()

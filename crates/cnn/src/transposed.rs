@@ -25,7 +25,6 @@
 //! shapes, strides and paddings against a direct implementation of the sums
 //! above, and Candle's autograd against finite differences.
 
-use crate::layers::conv_transpose2d;
 use crate::{Error, Result};
 use candle::Tensor;
 
@@ -84,16 +83,27 @@ pub fn conv2d_input_grad(
         // Candle's transposed convolution takes one output padding for both
         // sides: pad the larger and cut the other side back.
         let pad = out_pad_h.max(out_pad_w);
-        let full = conv_transpose2d(grad_output, kernel, padding, pad, stride)?;
+        let full = deepgen_core::ops::conv_transpose2d(grad_output, kernel, padding, pad, stride, 1)?;
         return Ok(full.narrow(2, 0, height)?.narrow(3, 0, width)?);
     }
-    Ok(conv_transpose2d(grad_output, kernel, padding, out_pad_h, stride)?)
+    Ok(deepgen_core::ops::conv_transpose2d(
+        grad_output,
+        kernel,
+        padding,
+        out_pad_h,
+        stride,
+        1,
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::conv2d;
+
+    /// The convolution the adjoint is checked against (no dilation).
+    fn conv2d(xs: &Tensor, kernel: &Tensor, padding: usize, stride: usize) -> candle::Result<Tensor> {
+        deepgen_core::ops::conv2d(xs, kernel, padding, stride, 1)
+    }
     use candle::{DType, Device, Var};
     use deepgen_core::rng::{randn, rng_from_seed};
     use proptest::prelude::*;

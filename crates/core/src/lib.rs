@@ -14,6 +14,8 @@
 //!   gradient is scaled wrongly), falling back to Candle's ops on CUDA and
 //!   Metal; and [`prepare_cpu_training`], the process settings a training
 //!   program applies first (memory reuse, one element-wise thread for Candle);
+//! - [`nn`]: layers initialised as PyTorch does (fused linear layer,
+//!   convolutions on the fast ops), the blocks every model is built from;
 //! - [`optim`]: Adam/AdamW and SGD with momentum, updating each parameter in
 //!   place in one fused sweep on the CPU, with state that is checkpointed,
 //!   gradient clipping by global norm and learning-rate schedules (candle-nn
@@ -30,6 +32,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod init;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod rng;

@@ -584,6 +584,7 @@ impl Sgd {
 mod tests {
     use super::*;
     use crate::init::seeded_var_builder;
+    use crate::ops::test_util;
     use crate::rng::{randn, rng_from_seed};
     use candle::{DType, Device, Module};
     use candle_nn::Optimizer;
@@ -594,25 +595,73 @@ mod tests {
         (model.1.forward(&h)? - ys)?.sqr()?.mean_all()
     }
 
-    fn setup(seed: u64) -> Result<(VarMap, (candle_nn::Linear, candle_nn::Linear), Tensor, Tensor)> {
+    /// The model and data of [`loss`] in `dtype`, drawn from `seed`.
+    fn setup_in(seed: u64, dtype: DType) -> Result<(VarMap, (candle_nn::Linear, candle_nn::Linear), Tensor, Tensor)> {
         let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, seed, DType::F32, &Device::Cpu);
+        let vb = seeded_var_builder(&varmap, seed, dtype, &Device::Cpu);
         let model = (
             candle_nn::linear(6, 4, vb.pp("a"))?,
             candle_nn::linear(4, 1, vb.pp("b"))?,
         );
         let mut rng = rng_from_seed(seed);
-        let xs = randn(&mut rng, (32, 6), &Device::Cpu)?;
-        let ys = randn(&mut rng, (32, 1), &Device::Cpu)?;
+        let xs = randn(&mut rng, (32, 6), &Device::Cpu)?.to_dtype(dtype)?;
+        let ys = randn(&mut rng, (32, 1), &Device::Cpu)?.to_dtype(dtype)?;
         Ok((varmap, model, xs, ys))
     }
 
-    fn flat(varmap: &VarMap) -> Vec<f32> {
+    fn setup(seed: u64) -> Result<(VarMap, (candle_nn::Linear, candle_nn::Linear), Tensor, Tensor)> {
+        setup_in(seed, DType::F32)
+    }
+
+    /// Adam at learning rate `lr`, the defaults otherwise, on `varmap`.
+    fn adam_at(varmap: &VarMap, lr: f64) -> Result<Adam> {
+        Adam::new(
+            varmap,
+            AdamConfig {
+                lr,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// `max |a − b|` over the elements.
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max)
+    }
+
+    /// Every variable's elements, in name order, as `f64`.
+    fn flat(varmap: &VarMap) -> Vec<f64> {
         named_vars(varmap)
             .unwrap()
             .iter()
-            .flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .flat_map(|(_, v)| test_util::flat(v))
             .collect()
+    }
+
+    /// A fresh `VarMap` with one variable `theta` of `len` elements equal to
+    /// `value`, and SGD with learning rate `lr` and `momentum` on it.
+    fn sgd_on_constant(len: usize, value: f64, dtype: DType, lr: f64, momentum: f64) -> Result<(VarMap, Tensor, Sgd)> {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 0, dtype, &Device::Cpu);
+        let theta = vb.get_with_hints(len, "theta", candle_nn::Init::Const(value))?;
+        let config = SgdConfig {
+            lr,
+            momentum,
+            ..Default::default()
+        };
+        let opt = Sgd::new(&varmap, config)?;
+        Ok((varmap, theta, opt))
+    }
+
+    /// Two one-element f64 variables `a = b = 1` and the gradient (3, 4) of
+    /// `3a + 4b`, whose norm is 5.
+    fn pair_with_gradient_3_4() -> Result<(VarMap, Tensor, Tensor, GradStore)> {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
+        let a = vb.get_with_hints(1, "a", candle_nn::Init::Const(1.0))?;
+        let b = vb.get_with_hints(1, "b", candle_nn::Init::Const(1.0))?;
+        let grads = ((&a * 3.0)? + (&b * 4.0)?)?.sum_all()?.backward()?;
+        Ok((varmap, a, b, grads))
     }
 
     #[test]
@@ -638,8 +687,7 @@ mod tests {
                 ours.backward_step(&loss(&ours_model, &xs, &ys)?)?;
                 reference.backward_step(&loss(&ref_model, &xs, &ys)?)?;
             }
-            let (a, b) = (flat(&ours_map), flat(&ref_map));
-            let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let max_diff = max_abs_diff(&flat(&ours_map), &flat(&ref_map));
             assert!(max_diff < 1e-5, "weight_decay {weight_decay}: max |Δθ| = {max_diff}");
         }
         Ok(())
@@ -652,15 +700,7 @@ mod tests {
     fn fused_adam_matches_the_tensor_path() -> Result<()> {
         for dtype in [DType::F32, DType::F64] {
             let run = |fused: bool| -> Result<Vec<f64>> {
-                let varmap = VarMap::new();
-                let vb = seeded_var_builder(&varmap, 3, dtype, &Device::Cpu);
-                let model = (
-                    candle_nn::linear(6, 4, vb.pp("a"))?,
-                    candle_nn::linear(4, 1, vb.pp("b"))?,
-                );
-                let mut rng = rng_from_seed(3);
-                let xs = randn(&mut rng, (32, 6), &Device::Cpu)?.to_dtype(dtype)?;
-                let ys = randn(&mut rng, (32, 1), &Device::Cpu)?.to_dtype(dtype)?;
+                let (varmap, model, xs, ys) = setup_in(3, dtype)?;
                 let config = AdamConfig {
                     lr: 1e-2,
                     weight_decay: 0.05,
@@ -677,24 +717,9 @@ mod tests {
                     opt.step_impl(&grads, fused)?;
                 }
                 assert!(opt.last_grad_norm().is_some_and(|n| n > 0.05), "clipping must trigger");
-                Ok(named_vars(&varmap)?
-                    .iter()
-                    .flat_map(|(_, v)| {
-                        v.flatten_all()
-                            .unwrap()
-                            .to_dtype(DType::F64)
-                            .unwrap()
-                            .to_vec1::<f64>()
-                            .unwrap()
-                    })
-                    .collect())
+                Ok(flat(&varmap))
             };
-            let (fused, tensor) = (run(true)?, run(false)?);
-            let max_diff = fused
-                .iter()
-                .zip(&tensor)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f64, f64::max);
+            let max_diff = max_abs_diff(&run(true)?, &run(false)?);
             let tol = if dtype == DType::F32 { 1e-6 } else { 1e-14 };
             assert!(max_diff <= tol, "{dtype:?}: max |Δθ| = {max_diff}");
         }
@@ -721,16 +746,7 @@ mod tests {
     /// read while θ is written: SGD at η = 0.5 halves θ.
     #[test]
     fn a_gradient_aliasing_its_parameter_is_copied_first() -> Result<()> {
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu);
-        let theta = vb.get_with_hints(3, "theta", candle_nn::Init::Const(2.0))?;
-        let mut opt = Sgd::new(
-            &varmap,
-            SgdConfig {
-                lr: 0.5,
-                ..Default::default()
-            },
-        )?;
+        let (varmap, theta, mut opt) = sgd_on_constant(3, 2.0, DType::F32, 0.5, 0.0)?;
         let mut grads = theta.sum_all()?.backward()?;
         grads.insert(&theta, theta.detach());
         opt.step(&mut grads)?;
@@ -743,10 +759,7 @@ mod tests {
     /// η = 1 it moves θ = (1, 1) by (0.6, 0.8)·5/(5 + 1e-6).
     #[test]
     fn clipping_is_applied_inside_the_step() -> Result<()> {
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
-        let a = vb.get_with_hints(1, "a", candle_nn::Init::Const(1.0))?;
-        let b = vb.get_with_hints(1, "b", candle_nn::Init::Const(1.0))?;
+        let (varmap, a, _, mut grads) = pair_with_gradient_3_4()?;
         let mut opt = Sgd::new(
             &varmap,
             SgdConfig {
@@ -755,7 +768,6 @@ mod tests {
                 ..Default::default()
             },
         )?;
-        let mut grads = ((&a * 3.0)? + (&b * 4.0)?)?.sum_all()?.backward()?;
         opt.step(&mut grads)?;
         let scale = 1.0 / (5.0 + 1e-6);
         let vars = named_vars(&varmap)?;
@@ -830,13 +842,7 @@ mod tests {
             // No target equals the start 0.5: a zero gradient gives 0/(0 + ε) with ε = 1e-8
             // rounding to 0 in f16, NaN (candle-nn's AdamW does the same).
             let target = Tensor::new(&[1f32, -1., 2., 0., 0.4, -0.5, 1.5, 0.25], &Device::Cpu)?.to_dtype(dtype)?;
-            let mut opt = Adam::new(
-                &varmap,
-                AdamConfig {
-                    lr: 1e-2,
-                    ..Default::default()
-                },
-            )?;
+            let mut opt = adam_at(&varmap, 1e-2)?;
             for _ in 0..20 {
                 opt.backward_step(&(&w - &target)?.sqr()?.sum_all()?)?;
             }
@@ -852,13 +858,7 @@ mod tests {
     #[test]
     fn adam_reduces_the_loss() -> Result<()> {
         let (varmap, model, xs, ys) = setup(1)?;
-        let mut opt = Adam::new(
-            &varmap,
-            AdamConfig {
-                lr: 1e-2,
-                ..Default::default()
-            },
-        )?;
+        let mut opt = adam_at(&varmap, 1e-2)?;
         let first = loss(&model, &xs, &ys)?.to_scalar::<f32>()?;
         for _ in 0..200 {
             opt.backward_step(&loss(&model, &xs, &ys)?)?;
@@ -872,17 +872,7 @@ mod tests {
     fn sgd_momentum_matches_hand_computation() -> Result<()> {
         // f(θ) = θ²/2 has gradient θ. With θ₀ = 1, μ = 0.9, η = 0.1:
         // b₁ = 1, θ₁ = 0.9; b₂ = 0.9·1 + 0.9 = 1.8, θ₂ = 0.9 − 0.18 = 0.72.
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
-        let theta = vb.get_with_hints(1, "theta", candle_nn::Init::Const(1.0))?;
-        let mut opt = Sgd::new(
-            &varmap,
-            SgdConfig {
-                lr: 0.1,
-                momentum: 0.9,
-                ..Default::default()
-            },
-        )?;
+        let (varmap, theta, mut opt) = sgd_on_constant(1, 1.0, DType::F64, 0.1, 0.9)?;
         for _ in 0..2 {
             opt.backward_step(&(theta.sqr()? * 0.5)?.sum_all()?)?;
         }
@@ -894,11 +884,7 @@ mod tests {
     #[test]
     fn clipping_scales_to_max_norm() -> Result<()> {
         // Gradient of Σ 3θ + 4φ is (3, 4) with norm 5; clipped to 1 it becomes (0.6, 0.8).
-        let varmap = VarMap::new();
-        let vb = seeded_var_builder(&varmap, 0, DType::F64, &Device::Cpu);
-        let a = vb.get_with_hints(1, "a", candle_nn::Init::Const(1.0))?;
-        let b = vb.get_with_hints(1, "b", candle_nn::Init::Const(1.0))?;
-        let mut grads = ((&a * 3.0)? + (&b * 4.0)?)?.sum_all()?.backward()?;
+        let (varmap, a, b, mut grads) = pair_with_gradient_3_4()?;
         let vars = named_vars(&varmap)?;
         let norm = clip_grad_norm(&mut grads, vars.iter().map(|(_, v)| v), 1.0)?;
         assert!((norm - 5.0).abs() < 1e-12);

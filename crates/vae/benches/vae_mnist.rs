@@ -15,9 +15,9 @@
 //! (on stderr) the process's CPU seconds for the same work and the load
 //! average; on an idle two-core machine the wall time is about CPU / 2.
 //!
-//! Like the `deepgen` program, the bench keeps freed memory in the process
-//! (glibc `mallopt`, see `keep_freed_memory`), without which every large
-//! temporary of a step is a fresh `mmap` whose pages fault in one by one.
+//! Like the `deepgen` program, the bench first applies
+//! `deepgen_core::prepare_cpu_training` (freed memory kept for reuse, one
+//! element-wise thread for Candle), as a training program does.
 //!
 //! A first free argument filters the workloads by name.
 
@@ -58,23 +58,6 @@ fn training_images() -> Result<(Tensor, &'static str)> {
     }
 }
 
-/// See the `deepgen` program's `keep_freed_memory`: raise glibc's mmap
-/// threshold to 32 MiB and its trim threshold to 1 GiB.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        // SAFETY: `mallopt` only sets allocator parameters (M_MMAP_THRESHOLD
-        // = -3, M_TRIM_THRESHOLD = -1) to values glibc accepts.
-        unsafe {
-            mallopt(-3, 32 << 20);
-            mallopt(-1, 1 << 30);
-        }
-    }
-}
-
 /// CPU seconds (user + system, all threads) of this process so far, from
 /// `/proc/self/stat` (Linux; `None` elsewhere).
 fn cpu_seconds() -> Option<f64> {
@@ -103,7 +86,8 @@ fn report(name: &str, seconds: f64, reference: Option<f64>) {
 }
 
 fn main() -> Result<()> {
-    keep_freed_memory();
+    // SAFETY: first thing in `main`, before any thread or tensor exists.
+    unsafe { deepgen_core::prepare_cpu_training() };
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (images, source) = training_images()?;
     let config = VaeConfig::default();

@@ -21,14 +21,14 @@
 //! ([`principal_angles`]), not by the vectors.
 
 use crate::bce::bce_with_logits_rows;
-use crate::layers::{Linear, Relu, linear};
+use crate::config::{check_non_negative, check_sizes, text_enum, text_form};
+use crate::inputs::{batch_size, interpolation_ends, line_between};
 use crate::linalg::{matmul, orthonormal_columns, symmetric_eigen, transpose};
 use crate::{Error, Result};
 use candle::{D, Module, Tensor};
 use candle_nn::VarBuilder;
+use deepgen_core::nn::{Linear, Relu, linear};
 use deepgen_numerics::sigmoid;
-use std::fmt;
-use std::str::FromStr;
 
 /// Which autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,90 +108,38 @@ impl AeConfig {
     /// [`Error::InvalidConfig`] for a zero size, `λ` negative or not finite,
     /// or `λ = 0` with the Laplace prior (whose `log(λ/2)` is then `−∞`).
     pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
+        check_sizes(&[
             ("input_dim", self.input_dim),
             ("hidden_dim", self.hidden_dim),
             ("latent_dim", self.latent_dim),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid(name, 0, "must be at least 1"));
-            }
-        }
-        if !(self.sparsity >= 0.0 && self.sparsity.is_finite()) {
-            return Err(Error::invalid("sparsity", self.sparsity, "must be a finite number ≥ 0"));
-        }
+        ])?;
+        check_non_negative("sparsity", self.sparsity)?;
         if self.kind == AeKind::Sparse && self.penalty == SparsityPenalty::LaplacePrior && self.sparsity == 0.0 {
             return Err(Error::invalid("sparsity", 0, "the Laplace prior needs λ > 0"));
         }
         Ok(())
     }
-
-    /// The one-line text form stored in checkpoints; [`AeConfig::parse`]
-    /// reads it back.
-    pub fn to_text(&self) -> String {
-        format!(
-            "kind={} input_dim={} hidden_dim={} latent_dim={} reconstruction={} penalty={} sparsity={}",
-            self.kind,
-            self.input_dim,
-            self.hidden_dim,
-            self.latent_dim,
-            self.reconstruction,
-            self.penalty,
-            self.sparsity
-        )
-    }
-
-    /// Parses [`AeConfig::to_text`]'s form and validates it.
-    ///
-    /// # Errors
-    /// [`Error::BadDescription`] for an unknown key or a bad value; then as
-    /// [`AeConfig::validate`].
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut config = AeConfig::default();
-        for item in text.split_whitespace() {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| Error::BadDescription(format!("`{item}` is not key=value")))?;
-            let bad = |what: &str| Error::BadDescription(format!("{key} = `{value}`: {what}"));
-            let count = || value.parse::<usize>().map_err(|_| bad("not a count"));
-            match key {
-                "kind" => config.kind = value.parse()?,
-                "input_dim" => config.input_dim = count()?,
-                "hidden_dim" => config.hidden_dim = count()?,
-                "latent_dim" => config.latent_dim = count()?,
-                "reconstruction" => config.reconstruction = value.parse()?,
-                "penalty" => config.penalty = value.parse()?,
-                "sparsity" => config.sparsity = value.parse().map_err(|_| bad("not a number"))?,
-                _ => return Err(Error::BadDescription(format!("unknown key `{key}`"))),
-            }
-        }
-        config.validate()?;
-        Ok(config)
-    }
 }
 
-macro_rules! text_enum {
-    ($ty:ident, $name:literal, $($variant:ident => $text:literal),+) => {
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(match self { $($ty::$variant => $text),+ })
-            }
-        }
-        impl FromStr for $ty {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                match s {
-                    $($text => Ok($ty::$variant),)+
-                    _ => Err(Error::invalid($name, format!("`{s}`"), concat!("expected one of:", $(" ", $text),+))),
-                }
-            }
-        }
-    };
-}
+text_form!(AeConfig {
+    kind: choice,
+    input_dim: count,
+    hidden_dim: count,
+    latent_dim: count,
+    reconstruction: choice,
+    penalty: choice,
+    sparsity: number,
+});
 
-text_enum!(AeKind, "kind", Plain => "plain", Linear => "linear", Sparse => "sparse");
-text_enum!(SparsityPenalty, "penalty", L1 => "l1", LaplacePrior => "laplace");
-text_enum!(Reconstruction, "reconstruction", SquaredError => "squared-error", Bernoulli => "bernoulli");
+text_enum!(AeKind, "kind", "one of: plain linear sparse", Plain => "plain", Linear => "linear", Sparse => "sparse");
+text_enum!(SparsityPenalty, "penalty", "one of: l1 laplace", L1 => "l1", LaplacePrior => "laplace");
+text_enum!(
+    Reconstruction,
+    "reconstruction",
+    "one of: squared-error bernoulli",
+    SquaredError => "squared-error",
+    Bernoulli => "bernoulli",
+);
 
 /// The named parts of an autoencoder loss, scalars averaged over the batch.
 #[derive(Clone, Debug)]
@@ -255,14 +203,7 @@ impl Autoencoder {
     }
 
     fn check_input(&self, xs: &Tensor) -> Result<usize> {
-        match *xs.dims() {
-            [batch, d] if d == self.config.input_dim => Ok(batch),
-            _ => Err(Error::BadShape {
-                what: "autoencoder input",
-                got: xs.dims().to_vec(),
-                expected: format!("[batch, {}]", self.config.input_dim),
-            }),
-        }
+        batch_size(xs, self.config.input_dim, "autoencoder input")
     }
 
     /// The codes `h = f(x)`: `[batch, D]` → `[batch, Z]` (non-negative for
@@ -312,26 +253,8 @@ impl Autoencoder {
     /// # Errors
     /// [`Error::InvalidConfig`] for `n_steps < 2`; [`Error::BadShape`].
     pub fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        if n_steps < 2 {
-            return Err(Error::invalid(
-                "n_steps",
-                n_steps,
-                "an interpolation needs at least 2 steps",
-            ));
-        }
-        let codes = self.encode(&Tensor::cat(&[x_a, x_b], 0)?)?;
-        if codes.dim(0)? != 2 {
-            return Err(Error::BadShape {
-                what: "interpolation ends",
-                got: codes.dims().to_vec(),
-                expected: "two [1, D] inputs".into(),
-            });
-        }
-        let ts: Vec<f32> = (0..n_steps).map(|i| i as f32 / (n_steps - 1) as f32).collect();
-        let ts = Tensor::from_vec(ts, (n_steps, 1), codes.device())?.to_dtype(codes.dtype())?;
-        let (a, b) = (codes.narrow(0, 0, 1)?, codes.narrow(0, 1, 1)?);
-        let path = (a.broadcast_mul(&(1.0 - &ts)?)? + b.broadcast_mul(&ts)?)?;
-        let out = self.decode(&path)?;
+        let ends = interpolation_ends(x_a, x_b, n_steps, self.config.input_dim, "autoencoder input")?;
+        let out = self.decode(&line_between(&self.encode(&ends)?, n_steps)?)?;
         self.to_pixels(out)
     }
 

@@ -160,6 +160,31 @@ macro_rules! impl_float {
 impl_float!(f32);
 impl_float!(f64);
 
+/// What a custom op's CPU forward pass returns: the result's storage and
+/// shape (named, as in deepgen-core's ops, so that `cpu_fwd` fits on a line).
+type CpuForward = candle::Result<(CpuStorage, Shape)>;
+
+/// Runs a kernel written once for `f32` and `f64` (closures cannot be
+/// generic, so the body is expanded for each type): binds each `$x` to the
+/// contiguous elements of CPU operand `($s, $l)`, all of one float dtype,
+/// and wraps the `Vec` that `$body` returns as the result's storage. Other
+/// dtypes are an error naming `$op`.
+macro_rules! map_floats {
+    ($op:literal, |$($x:ident = ($s:ident, $l:ident)),+| $body:expr) => {
+        match ($($s,)+) {
+            ($(CpuStorage::F32($x),)+) => {
+                $(let $x = slices($x, $l)?;)+
+                CpuStorage::F32($body)
+            }
+            ($(CpuStorage::F64($x),)+) => {
+                $(let $x = slices($x, $l)?;)+
+                CpuStorage::F64($body)
+            }
+            _ => candle::bail!(concat!($op, ": f32 or f64 operands of one dtype expected")),
+        }
+    };
+}
+
 /// `(n, m, d)` of logits `[n, d]` and targets `[m, d]`, `m` dividing `n`.
 fn check_pair(l1: &Layout, l2: &Layout) -> candle::Result<(usize, usize, usize)> {
     let (n, d) = l1.shape().dims2()?;
@@ -175,23 +200,9 @@ impl CustomOp2 for BceRows {
         "deepgen-bce-rows"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CpuForward {
         let (n, m, d) = check_pair(l1, l2)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(l), CpuStorage::F32(t)) => {
-                CpuStorage::F32(bce_rows(slices(l, l1)?, slices(t, l2)?, n, m, d))
-            }
-            (CpuStorage::F64(l), CpuStorage::F64(t)) => {
-                CpuStorage::F64(bce_rows(slices(l, l1)?, slices(t, l2)?, n, m, d))
-            }
-            _ => candle::bail!("bce: f32 or f64 operands of one dtype expected"),
-        };
+        let out = map_floats!("bce", |l = (s1, l1), t = (s2, l2)| bce_rows(l, t, n, m, d));
         Ok((out, Shape::from(n)))
     }
 
@@ -256,20 +267,14 @@ impl CustomOp3 for BceLogitsGrad {
         l2: &Layout,
         s3: &CpuStorage,
         l3: &Layout,
-    ) -> candle::Result<(CpuStorage, Shape)> {
+    ) -> CpuForward {
         let (n, m, d) = check_pair(l1, l2)?;
         if l3.shape().dims() != [n] {
             candle::bail!("bce grad: expected [{n}] row gradients, got {:?}", l3.dims())
         }
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(l), CpuStorage::F32(t), CpuStorage::F32(g)) => {
-                CpuStorage::F32(logits_grad(slices(l, l1)?, slices(t, l2)?, slices(g, l3)?, n, m, d))
-            }
-            (CpuStorage::F64(l), CpuStorage::F64(t), CpuStorage::F64(g)) => {
-                CpuStorage::F64(logits_grad(slices(l, l1)?, slices(t, l2)?, slices(g, l3)?, n, m, d))
-            }
-            _ => candle::bail!("bce grad: f32 or f64 operands of one dtype expected"),
-        };
+        let out = map_floats!("bce grad", |l = (s1, l1), t = (s2, l2), g = (s3, l3)| {
+            logits_grad(l, t, g, n, m, d)
+        });
         Ok((out, Shape::from((n, d))))
     }
 }

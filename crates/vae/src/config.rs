@@ -123,19 +123,13 @@ impl VaeConfig {
     /// `β ≠ 1`, or (convolutional) an input that is not `channels × s × s`
     /// with `s` a multiple of 4.
     pub fn validate(&self) -> Result<()> {
-        for (name, value) in [
+        check_sizes(&[
             ("input_dim", self.input_dim),
             ("hidden_dim", self.hidden_dim),
             ("latent_dim", self.latent_dim),
             ("channels", self.channels),
-        ] {
-            if value == 0 {
-                return Err(Error::invalid(name, 0, "must be at least 1"));
-            }
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return Err(Error::invalid("beta", self.beta, "must be a finite number ≥ 0"));
-        }
+        ])?;
+        check_non_negative("beta", self.beta)?;
         if self.n_samples == 0 {
             return Err(Error::invalid("n_samples", 0, "at least one sample of z is needed"));
         }
@@ -182,125 +176,189 @@ impl VaeConfig {
         }
         Ok(side)
     }
+}
 
-    /// The one-line text form stored in checkpoints, e.g.
-    /// `architecture=mlp input_dim=784 … objective=elbo`; [`VaeConfig::parse`]
-    /// reads it back.
-    pub fn to_text(&self) -> String {
-        format!(
-            "architecture={} input_dim={} channels={} hidden_dim={} latent_dim={} decoder={} prior={} beta={} \
-             n_samples={} objective={}",
-            self.architecture,
-            self.input_dim,
-            self.channels,
-            self.hidden_dim,
-            self.latent_dim,
-            self.decoder,
-            self.prior,
-            self.beta,
-            self.n_samples,
-            self.objective
-        )
+/// [`Error::InvalidConfig`] for the first of the named sizes that is zero.
+pub(crate) fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<()> {
+    match sizes.iter().find(|(_, value)| *value == 0) {
+        Some(&(name, _)) => Err(Error::invalid(name, 0, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
+/// [`Error::InvalidConfig`] unless `value` is a finite number ≥ 0 (weights
+/// such as `β` and `λ`; NaN is rejected too).
+pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid(name, value, "must be a finite number ≥ 0"))
+    }
+}
+
+/// One `key=value` item of a configuration's text form, with readers whose
+/// errors name the item.
+pub(crate) struct TextItem<'a> {
+    /// The key, matched against the configuration's field names.
+    pub(crate) key: &'a str,
+    value: &'a str,
+}
+
+impl TextItem<'_> {
+    fn bad(&self, what: &str) -> Error {
+        Error::BadDescription(format!("{} = `{}`: {what}", self.key, self.value))
     }
 
-    /// Parses [`VaeConfig::to_text`]'s form (missing keys keep their
+    /// The value as a count.
+    pub(crate) fn count(&self) -> Result<usize> {
+        self.value.parse().map_err(|_| self.bad("not a count"))
+    }
+
+    /// The value as a number.
+    pub(crate) fn number(&self) -> Result<f64> {
+        self.value.parse().map_err(|_| self.bad("not a number"))
+    }
+
+    /// The value as one of an enum's text forms (see [`text_enum`]).
+    pub(crate) fn choice<T: FromStr<Err = Error>>(&self) -> Result<T> {
+        self.value.parse()
+    }
+
+    /// The error for a key the configuration does not have.
+    pub(crate) fn unknown_key(&self) -> Error {
+        Error::BadDescription(format!("unknown key `{}`", self.key))
+    }
+}
+
+/// Hands every white-space separated `key=value` item of `text` to `set`, in
+/// order: the reading half of every configuration's one-line text form.
+///
+/// # Errors
+/// [`Error::BadDescription`] for an item without `=`; whatever `set` returns.
+pub(crate) fn read_items(text: &str, mut set: impl FnMut(&TextItem<'_>) -> Result<()>) -> Result<()> {
+    for item in text.split_whitespace() {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| Error::BadDescription(format!("`{item}` is not key=value")))?;
+        set(&TextItem { key, value })?;
+    }
+    Ok(())
+}
+
+/// The error for a text that names none of an option's choices.
+pub(crate) fn unknown(name: &'static str, value: &str, expected: &str) -> Error {
+    Error::invalid(name, format!("`{value}`"), format!("expected {expected}"))
+}
+
+/// Implements `Display` and `FromStr` for an enum of configuration choices
+/// from one table of `Variant => "text"` pairs, so that a text form and its
+/// parser cannot drift apart. `$name` names the option in errors, and
+/// `$expected` says what it accepts.
+macro_rules! text_enum {
+    ($ty:ident, $name:literal, $expected:literal, $($variant:ident => $text:literal),+ $(,)?) => {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(match self { $($ty::$variant => $text),+ })
+            }
+        }
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::Error;
+            fn from_str(s: &str) -> $crate::Result<Self> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    _ => Err($crate::config::unknown($name, s, $expected)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// A configuration's one-line text form, which checkpoints store so that a
+/// run directory describes its own model. The `text_form!` macro implements
+/// it from the configuration's list of fields.
+pub trait ConfigText: PartialEq + Sized {
+    /// `field=value` for every field, in a fixed order, separated by spaces.
+    fn to_text(&self) -> String;
+
+    /// Reads [`ConfigText::to_text`]'s form back (missing fields keep their
     /// defaults) and validates the result.
     ///
     /// # Errors
     /// [`Error::BadDescription`] for an unknown key or a value that does not
-    /// parse; then as [`VaeConfig::validate`].
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut config = VaeConfig::default();
-        for item in text.split_whitespace() {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| Error::BadDescription(format!("`{item}` is not key=value")))?;
-            let bad = |what: &str| Error::BadDescription(format!("{key} = `{value}`: {what}"));
-            let count = || value.parse::<usize>().map_err(|_| bad("not a count"));
-            match key {
-                "architecture" => config.architecture = value.parse()?,
-                "input_dim" => config.input_dim = count()?,
-                "channels" => config.channels = count()?,
-                "hidden_dim" => config.hidden_dim = count()?,
-                "latent_dim" => config.latent_dim = count()?,
-                "decoder" => config.decoder = value.parse()?,
-                "prior" => config.prior = value.parse()?,
-                "beta" => config.beta = value.parse().map_err(|_| bad("not a number"))?,
-                "n_samples" => config.n_samples = count()?,
-                "objective" => config.objective = value.parse()?,
-                _ => return Err(Error::BadDescription(format!("unknown key `{key}`"))),
+    /// parse; [`Error::InvalidConfig`] for an invalid configuration.
+    fn parse(text: &str) -> Result<Self>;
+}
+
+/// Implements a configuration's text form (as inherent `to_text` and `parse`
+/// and as [`ConfigText`]) from one list of `field: reader` pairs, so that the
+/// writer and the reader cannot drift apart; the reader is `count`, `number`
+/// or `choice` (an enum of [`text_enum`]), and the list order is the text's.
+macro_rules! text_form {
+    ($ty:ident { $($field:ident: $read:ident),+ $(,)? }) => {
+        impl $ty {
+            /// The one-line text form stored in checkpoints: `field=value`
+            /// for every field, separated by spaces; `parse` reads it back.
+            pub fn to_text(&self) -> String {
+                [$(format!(concat!(stringify!($field), "={}"), self.$field)),+].join(" ")
+            }
+
+            /// Parses `to_text`'s form (missing keys keep their defaults) and
+            /// validates the result.
+            ///
+            /// # Errors
+            /// [`Error::BadDescription`](crate::Error::BadDescription) for an
+            /// unknown key or a value that does not parse; then as `validate`.
+            pub fn parse(text: &str) -> $crate::Result<Self> {
+                let mut config = Self::default();
+                $crate::config::read_items(text, |item| {
+                    match item.key {
+                        $(stringify!($field) => config.$field = item.$read()?,)+
+                        _ => return Err(item.unknown_key()),
+                    }
+                    Ok(())
+                })?;
+                config.validate()?;
+                Ok(config)
             }
         }
-        config.validate()?;
-        Ok(config)
-    }
-}
 
-fn unknown(name: &'static str, value: &str, expected: &str) -> Error {
-    Error::invalid(name, format!("`{value}`"), format!("expected {expected}"))
-}
+        impl $crate::config::ConfigText for $ty {
+            fn to_text(&self) -> String {
+                $ty::to_text(self)
+            }
 
-impl fmt::Display for Architecture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Architecture::Mlp => "mlp",
-            Architecture::Conv => "conv",
-        })
-    }
-}
-
-impl FromStr for Architecture {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mlp" => Ok(Architecture::Mlp),
-            "conv" => Ok(Architecture::Conv),
-            _ => Err(unknown("architecture", s, "mlp or conv")),
+            fn parse(text: &str) -> $crate::Result<Self> {
+                $ty::parse(text)
+            }
         }
-    }
+    };
 }
+pub(crate) use text_form;
 
-impl fmt::Display for DecoderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DecoderKind::Bernoulli => "bernoulli",
-            DecoderKind::Gaussian => "gaussian",
-            DecoderKind::GaussianLearned => "gaussian-learned",
-        })
-    }
-}
+text_form!(VaeConfig {
+    architecture: choice,
+    input_dim: count,
+    channels: count,
+    hidden_dim: count,
+    latent_dim: count,
+    decoder: choice,
+    prior: choice,
+    beta: number,
+    n_samples: count,
+    objective: choice,
+});
 
-impl FromStr for DecoderKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "bernoulli" => Ok(DecoderKind::Bernoulli),
-            "gaussian" => Ok(DecoderKind::Gaussian),
-            "gaussian-learned" => Ok(DecoderKind::GaussianLearned),
-            _ => Err(unknown("decoder", s, "bernoulli, gaussian or gaussian-learned")),
-        }
-    }
-}
-
-impl fmt::Display for PriorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PriorKind::Standard => "standard",
-            PriorKind::Learned => "learned",
-        })
-    }
-}
-
-impl FromStr for PriorKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "standard" => Ok(PriorKind::Standard),
-            "learned" => Ok(PriorKind::Learned),
-            _ => Err(unknown("prior", s, "standard or learned")),
-        }
-    }
-}
+text_enum!(Architecture, "architecture", "mlp or conv", Mlp => "mlp", Conv => "conv");
+text_enum!(
+    DecoderKind,
+    "decoder",
+    "bernoulli, gaussian or gaussian-learned",
+    Bernoulli => "bernoulli",
+    Gaussian => "gaussian",
+    GaussianLearned => "gaussian-learned",
+);
+text_enum!(PriorKind, "prior", "standard or learned", Standard => "standard", Learned => "learned");
 
 impl fmt::Display for Objective {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

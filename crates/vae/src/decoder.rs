@@ -4,9 +4,9 @@
 use crate::bce::bce_with_logits_rows;
 use crate::config::{Architecture, DecoderKind, VaeConfig};
 use crate::encoder::CONV_CHANNELS;
-use crate::layers::{ConvTranspose2d, Linear, Relu, conv_transpose2d, linear};
 use candle::{D, Tensor};
 use candle_nn::VarBuilder;
+use deepgen_core::nn::{ConvTranspose2d, Linear, Relu, conv_transpose2d, linear};
 use deepgen_numerics::{DiagGaussian, log_sigmoid, sigmoid};
 
 /// `½ ln 2π`.

@@ -2,9 +2,9 @@
 //! log-variance head.
 
 use crate::config::{Architecture, VaeConfig};
-use crate::layers::{Conv2d, Linear, Relu, conv2d, linear};
 use candle::{Module, Tensor};
 use candle_nn::VarBuilder;
+use deepgen_core::nn::{Conv2d, Linear, Relu, conv2d, linear};
 use deepgen_numerics::DiagGaussian;
 
 /// Channels of the two stride-2 convolutions of the convolutional networks.

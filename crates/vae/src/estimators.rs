@@ -94,17 +94,18 @@ fn chunk_len(batch: usize, dim: usize) -> usize {
     (CHUNK_ELEMENTS / (batch * dim).max(1)).max(1)
 }
 
-/// `[k, batch]` log weights from `k` noise draws of `[batch, Z]` each, in
-/// chunks.
-fn chunked_log_weights(
-    k: usize,
-    batch: usize,
-    dim: usize,
-    latent: usize,
+/// [`log_mean_exp`] of the `[k, batch]` log weights that `log_w` computes
+/// from `k` standard-normal draws `[n, batch, Z]` for `xs` `[batch, D]`,
+/// drawn and scored in chunks of `n` samples: the common part of both
+/// estimators, which differ only in how a draw becomes a log weight.
+fn chunked_log_mean_exp<M: LatentModel + ?Sized>(
+    model: &M,
     xs: &Tensor,
+    k: usize,
     rng: &mut impl Rng,
     mut log_w: impl FnMut(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
+    let (batch, dim) = xs.dims2()?;
     if k == 0 {
         return Err(crate::Error::invalid("k", 0, "at least one sample is needed"));
     }
@@ -113,11 +114,11 @@ fn chunked_log_weights(
     let mut done = 0;
     while done < k {
         let n = step.min(k - done);
-        let eps = deepgen_core::rng::randn(rng, (n, batch, latent), xs.device())?.to_dtype(xs.dtype())?;
+        let eps = deepgen_core::rng::randn(rng, (n, batch, model.latent_dim()), xs.device())?.to_dtype(xs.dtype())?;
         parts.push(log_w(&eps)?);
         done += n;
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    log_mean_exp(&Tensor::cat(&parts, 0)?)
 }
 
 /// The importance-sampling estimate of `log p(x)` per row with proposal `q`
@@ -134,11 +135,9 @@ pub fn importance_log_likelihood<M: LatentModel + ?Sized>(
     k: usize,
     rng: &mut impl Rng,
 ) -> Result<Tensor> {
-    let (batch, dim) = xs.dims2()?;
-    let log_w = chunked_log_weights(k, batch, dim, model.latent_dim(), xs, rng, |eps| {
+    chunked_log_mean_exp(model, xs, k, rng, |eps| {
         log_importance_weights(model, xs, proposal, eps)
-    })?;
-    log_mean_exp(&log_w)
+    })
 }
 
 /// The naive estimate of `log p(x)` per row from `k` prior samples:
@@ -152,11 +151,9 @@ pub fn naive_log_likelihood<M: LatentModel + ?Sized>(
     k: usize,
     rng: &mut impl Rng,
 ) -> Result<Tensor> {
-    let (batch, dim) = xs.dims2()?;
-    let log_lik = chunked_log_weights(k, batch, dim, model.latent_dim(), xs, rng, |eps| {
+    chunked_log_mean_exp(model, xs, k, rng, |eps| {
         model.log_likelihood(xs, &model.sample_prior(eps)?)
-    })?;
-    log_mean_exp(&log_lik)
+    })
 }
 
 /// The negative IWAE bound `−(1/B) Σ_b log((1/K) Σ_k w_kb)` from log weights

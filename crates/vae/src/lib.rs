@@ -1,6 +1,6 @@
 //! deepgen-vae: variational autoencoders and their deterministic cousins.
 //!
-//! - [`Vae`] ([`vae`]) from a [`VaeConfig`]: a Gaussian [`Encoder`] with a
+//! - [`Vae`] ([`vae()`]) from a [`VaeConfig`]: a Gaussian [`Encoder`] with a
 //!   log-variance head and the reparameterization `z = μ + σ ⊙ ε`; a
 //!   [`Decoder`] that is Bernoulli (logits), Gaussian with unit variance or
 //!   Gaussian with a learned diagonal variance; a [`Prior`] that is `N(0, I)`
@@ -26,7 +26,7 @@
 //! (`U(±1/√fan_in)`), so a run compares with pytorch/examples'. On the CPU
 //! the hot path avoids Candle's per-op overhead where it costs most: the
 //! linear layer is one fused op whose backward pass computes only the
-//! gradients that are needed ([`Linear`]), the Bernoulli likelihood is one
+//! gradients that are needed ([`deepgen_core::nn::Linear`]), the Bernoulli likelihood is one
 //! pass forward and one backward ([`bce`]), ReLU is deepgen-core's one-sweep
 //! kernel, and `K` importance samples share their batch's targets instead of
 //! copying them.
@@ -73,7 +73,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub mod estimators;
-pub mod layers;
+mod inputs;
 mod linalg;
 pub mod linear_gaussian;
 pub mod prior;
@@ -92,7 +92,6 @@ pub use error::{Error, Result};
 pub use estimators::{
     LatentModel, importance_log_likelihood, log_importance_weights, log_mean_exp, naive_log_likelihood,
 };
-pub use layers::{Conv2d, ConvTranspose2d, Linear, Relu, conv_transpose2d, conv2d, linear};
 pub use linear_gaussian::{FullGaussian, LinearGaussian};
 pub use prior::{Prior, prior};
 pub use train::{AeTrainer, VaeTrainer, load_vae};

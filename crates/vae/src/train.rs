@@ -1,6 +1,9 @@
-//! The VAE's and the autoencoders' side of deepgen-core's training loop:
-//! [`VaeTrainer`] and [`AeTrainer`] own their model, variables and Adam, and
-//! implement [`TrainStep`] on batches of flattened images `[batch, D]`.
+//! The VAE's and the autoencoders' side of deepgen-core's training loop: one
+//! [`Trainer`] owns a model, its variables and Adam, and implements
+//! [`TrainStep`] on batches of flattened images `[batch, D]`; what differs
+//! between the models (how they are built, their step loss and test
+//! metrics) is their [`TrainableModel`] implementation. [`VaeTrainer`] and
+//! [`AeTrainer`] are its two instances.
 //!
 //! Checkpoints hold the parameters under `model.`, Adam's moments under
 //! `optim.`, and metadata `deepgen.model` (`vae` or `ae`) and the model's
@@ -8,12 +11,12 @@
 //! [`load_vae`] rebuilds the model from the checkpoint alone and rejects a
 //! checkpoint of another model or architecture with a message saying so.
 
-use crate::ae::{AeConfig, Autoencoder, autoencoder};
-use crate::config::{Objective, VaeConfig};
-use crate::vae::{LossValues, Vae, VaeLoss, scalar, vae};
+use crate::ae::{AeConfig, AeLoss, Autoencoder, autoencoder};
+use crate::config::{ConfigText, Objective, VaeConfig};
+use crate::vae::{Vae, VaeLoss, scalar, vae};
 use crate::{Error, Result};
 use candle::{DType, Device, Tensor};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use deepgen_core::{Adam, AdamConfig, Checkpoint, Metrics, StdRng, TrainStep, seeded_var_builder};
 use std::path::Path;
 
@@ -28,6 +31,53 @@ pub const MODEL_PREFIX: &str = "model.";
 /// Prefix of the optimizer state in a checkpoint.
 pub const OPTIM_PREFIX: &str = "optim.";
 
+/// A model that [`Trainer`] trains: how it is built from its configuration,
+/// how its checkpoints name it, and its losses.
+pub trait TrainableModel: Sized {
+    /// The configuration the model is built from; its text form goes into
+    /// checkpoints.
+    type Config: ConfigText;
+    /// The model family in the checkpoint metadata [`MODEL_KEY`].
+    const FAMILY: &'static str;
+    /// The checkpoint metadata key of the configuration's text form.
+    const CONFIG_KEY: &'static str;
+
+    /// The model of `config` with its variables under `vb`.
+    ///
+    /// # Errors
+    /// Invalid configurations; Candle errors.
+    fn build(config: &Self::Config, vb: VarBuilder) -> Result<Self>;
+
+    /// The model's configuration.
+    fn config(&self) -> &Self::Config;
+
+    /// The loss of one training step on `xs` `[batch, D]`, noise from `rng`.
+    ///
+    /// # Errors
+    /// Shape errors; Candle errors.
+    fn step_loss(&self, xs: &Tensor, rng: &mut StdRng) -> Result<StepLoss>;
+
+    /// The end-of-epoch metrics on `images` `[n, D]` in batches of
+    /// `batch_size`.
+    ///
+    /// # Errors
+    /// Candle errors.
+    fn test_metrics(&self, images: &Tensor, batch_size: usize, rng: &mut StdRng) -> Result<Metrics>;
+}
+
+/// One training step's loss: the tensor Adam differentiates and the
+/// per-example values the metrics log reports.
+#[derive(Debug)]
+pub struct StepLoss {
+    /// What Adam minimises (scaled as the model's reference does).
+    pub minimised: Tensor,
+    /// Named per-example scalars, `train_loss` first, reported after the
+    /// update.
+    pub reported: Vec<(&'static str, Tensor)>,
+    /// The batch size, the weight of the step's metrics in the epoch mean.
+    pub batch: usize,
+}
+
 /// Test-set evaluation: the images and the batch size.
 #[derive(Clone, Debug)]
 struct TestSet {
@@ -35,45 +85,54 @@ struct TestSet {
     batch_size: usize,
 }
 
-/// A VAE with its variables and Adam: one step is one Adam update on the
-/// configured objective (summed over the batch, as pytorch/examples'
-/// `reduction="sum"`, so Adam sees the same gradient scale).
-pub struct VaeTrainer {
+/// A model with its variables and Adam: one step is one Adam update on the
+/// model's [`TrainableModel::step_loss`].
+pub struct Trainer<M> {
     varmap: VarMap,
-    vae: Vae,
+    model: M,
     opt: Adam,
     test: Option<TestSet>,
 }
 
-impl std::fmt::Debug for VaeTrainer {
+impl<M: std::fmt::Debug> std::fmt::Debug for Trainer<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VaeTrainer")
-            .field("vae", &self.vae)
+        f.debug_struct("Trainer")
+            .field("model", &self.model)
             .field("opt", &self.opt)
             .finish_non_exhaustive()
     }
 }
 
-impl VaeTrainer {
-    /// A freshly initialised VAE (weights seeded by `seed`) in `f32` on
+/// A VAE with its variables and Adam: one step is one Adam update on the
+/// configured objective (summed over the batch, as pytorch/examples'
+/// `reduction="sum"`, so Adam sees the same gradient scale); test metrics
+/// `test_loss` = −ELBO, `test_recon`, `test_kl`.
+pub type VaeTrainer = Trainer<Vae>;
+
+/// An autoencoder with its variables and Adam: one step is one Adam update on
+/// the batch-mean loss; test metrics `test_loss`, `test_recon`.
+pub type AeTrainer = Trainer<Autoencoder>;
+
+impl<M: TrainableModel> Trainer<M> {
+    /// A freshly initialised model (weights seeded by `seed`) in `f32` on
     /// `device`, optimised by Adam with `adam`.
     ///
     /// # Errors
     /// Invalid configurations; Candle errors.
-    pub fn new(config: &VaeConfig, adam: AdamConfig, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(config: &M::Config, adam: AdamConfig, seed: u64, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
-        let vae = vae(config, seeded_var_builder(&varmap, seed, DType::F32, device))?;
+        let model = M::build(config, seeded_var_builder(&varmap, seed, DType::F32, device))?;
         let opt = Adam::new(&varmap, adam)?;
         Ok(Self {
             varmap,
-            vae,
+            model,
             opt,
             test: None,
         })
     }
 
     /// Evaluates on `images` `[n, D]` after every epoch, in batches of
-    /// `batch_size` (metrics `test_loss` = −ELBO, `test_recon`, `test_kl`).
+    /// `batch_size`.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for `batch_size = 0`.
@@ -86,8 +145,8 @@ impl VaeTrainer {
     }
 
     /// The model.
-    pub fn vae(&self) -> &Vae {
-        &self.vae
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
     /// The variables.
@@ -100,14 +159,123 @@ impl VaeTrainer {
         &self.opt
     }
 
+    /// The model's test metrics on the test set, if one was given.
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn evaluate(&self, rng: &mut StdRng) -> Result<Option<Metrics>> {
+        self.test
+            .as_ref()
+            .map(|t| self.model.test_metrics(&t.images, t.batch_size, rng))
+            .transpose()
+    }
+
+    /// One Adam step on `loss`; returns its reported values weighted by the
+    /// batch size.
+    fn update(&mut self, loss: StepLoss) -> Result<Metrics> {
+        self.opt.backward_step(&loss.minimised)?;
+        let mut metrics = Metrics::new();
+        for (name, value) in &loss.reported {
+            metrics.push(*name, scalar(value)?);
+        }
+        Ok(metrics.weighted(loss.batch as f64))
+    }
+
+    /// One Adam step on the model's step loss on `xs`.
+    fn step_on(&mut self, xs: &Tensor, rng: &mut StdRng) -> Result<Metrics> {
+        let loss = self.model.step_loss(xs, rng)?;
+        self.update(loss)
+    }
+}
+
+impl<M: TrainableModel> TrainStep for Trainer<M> {
+    type Batch = Tensor;
+
+    fn train_step(&mut self, batch: &Tensor, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        Ok(self.step_on(batch, rng)?)
+    }
+
+    fn end_epoch(&mut self, _epoch: usize, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        Ok(self.evaluate(rng)?.unwrap_or_default())
+    }
+
+    fn save_state(&self, checkpoint: &mut Checkpoint) -> deepgen_core::Result<()> {
+        checkpoint.add_varmap(MODEL_PREFIX, &self.varmap)?;
+        self.opt.save_state(OPTIM_PREFIX, checkpoint);
+        checkpoint.metadata.insert(MODEL_KEY.into(), M::FAMILY.into());
+        checkpoint
+            .metadata
+            .insert(M::CONFIG_KEY.into(), self.model.config().to_text());
+        Ok(())
+    }
+
+    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> deepgen_core::Result<()> {
+        let stored = stored_config(checkpoint, path, M::FAMILY, M::CONFIG_KEY)?;
+        if M::Config::parse(&stored)? != *self.model.config() {
+            return Err(deepgen_core::Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it was trained as `{stored}`, but this run is `{}`; use the same options to resume",
+                    self.model.config().to_text()
+                ),
+            });
+        }
+        checkpoint.load_varmap(MODEL_PREFIX, &self.varmap, path)?;
+        self.opt.load_state(OPTIM_PREFIX, checkpoint, path)
+    }
+}
+
+impl TrainableModel for Vae {
+    type Config = VaeConfig;
+    const FAMILY: &'static str = "vae";
+    const CONFIG_KEY: &'static str = VAE_CONFIG_KEY;
+
+    fn build(config: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        vae(config, vb)
+    }
+
+    fn config(&self) -> &VaeConfig {
+        Vae::config(self)
+    }
+
+    fn step_loss(&self, xs: &Tensor, rng: &mut StdRng) -> Result<StepLoss> {
+        vae_step_loss(xs, self.objective(xs, rng)?)
+    }
+
+    fn test_metrics(&self, images: &Tensor, batch_size: usize, rng: &mut StdRng) -> Result<Metrics> {
+        let v = self.mean_loss(images, batch_size, rng)?;
+        Ok(Metrics::new()
+            .with("test_loss", v.negative_elbo)
+            .with("test_recon", v.recon)
+            .with("test_kl", v.kl))
+    }
+}
+
+/// The VAE's step: Adam minimises the batch-mean objective times the batch
+/// size (the sum pytorch/examples minimises); `train_loss` (the objective),
+/// `recon` and `kl` are reported per example.
+fn vae_step_loss(xs: &Tensor, loss: VaeLoss) -> Result<StepLoss> {
+    let batch = xs.dim(0)?;
+    Ok(StepLoss {
+        minimised: (&loss.total * batch as f64)?,
+        reported: vec![("train_loss", loss.total), ("recon", loss.recon), ("kl", loss.kl)],
+        batch,
+    })
+}
+
+impl VaeTrainer {
+    /// The VAE.
+    pub fn vae(&self) -> &Vae {
+        &self.model
+    }
+
     /// One Adam step on `xs` `[batch, D]`; returns `train_loss` (the
     /// objective), `recon` and `kl`, per example, weighted by the batch size.
     ///
     /// # Errors
     /// Shape errors; Candle errors.
     pub fn step(&mut self, xs: &Tensor, rng: &mut StdRng) -> Result<Metrics> {
-        let loss = self.vae.objective(xs, rng)?;
-        self.update(xs, &loss)
+        self.step_on(xs, rng)
     }
 
     /// [`VaeTrainer::step`] with the noise given: `eps` `[batch, Z]` or
@@ -116,78 +284,72 @@ impl VaeTrainer {
     /// # Errors
     /// Shape errors; Candle errors.
     pub fn step_with_noise(&mut self, xs: &Tensor, eps: &Tensor) -> Result<Metrics> {
-        let loss = match self.vae.config().objective {
-            Objective::Elbo => self.vae.loss(xs, eps)?,
-            Objective::Iwae { .. } => self.vae.iwae_loss(xs, eps)?,
+        let loss = match self.model.config().objective {
+            Objective::Elbo => self.model.loss(xs, eps)?,
+            Objective::Iwae { .. } => self.model.iwae_loss(xs, eps)?,
         };
-        self.update(xs, &loss)
+        self.update(vae_step_loss(xs, loss)?)
+    }
+}
+
+impl TrainableModel for Autoencoder {
+    type Config = AeConfig;
+    const FAMILY: &'static str = "ae";
+    const CONFIG_KEY: &'static str = AE_CONFIG_KEY;
+
+    fn build(config: &AeConfig, vb: VarBuilder) -> Result<Self> {
+        autoencoder(config, vb)
     }
 
-    fn update(&mut self, xs: &Tensor, loss: &VaeLoss) -> Result<Metrics> {
-        let batch = xs.dim(0)?;
-        self.opt.backward_step(&(&loss.total * batch as f64)?)?;
+    fn config(&self) -> &AeConfig {
+        Autoencoder::config(self)
+    }
+
+    /// Deterministic: `rng` is not used.
+    fn step_loss(&self, xs: &Tensor, _rng: &mut StdRng) -> Result<StepLoss> {
+        ae_step_loss(xs, self.loss(xs)?)
+    }
+
+    fn test_metrics(&self, images: &Tensor, batch_size: usize, _rng: &mut StdRng) -> Result<Metrics> {
+        let n = images.dim(0)?;
+        let (mut total, mut recon, mut start) = (0f64, 0f64, 0);
+        while start < n {
+            let len = batch_size.min(n - start);
+            let loss = self.loss(&images.narrow(0, start, len)?)?;
+            total += scalar(&loss.total)? * len as f64;
+            recon += scalar(&loss.recon)? * len as f64;
+            start += len;
+        }
+        let n = n.max(1) as f64;
         Ok(Metrics::new()
-            .with("train_loss", scalar(&loss.total)?)
-            .with("recon", scalar(&loss.recon)?)
-            .with("kl", scalar(&loss.kl)?)
-            .weighted(batch as f64))
+            .with("test_loss", total / n)
+            .with("test_recon", recon / n))
     }
+}
 
-    /// `−ELBO`, `recon` and `kl` on the test set (one `z` per example), if
-    /// one was given.
+/// The autoencoder's step: Adam minimises the batch-mean loss; `train_loss`,
+/// `recon` and `penalty` are reported per example.
+fn ae_step_loss(xs: &Tensor, loss: AeLoss) -> Result<StepLoss> {
+    Ok(StepLoss {
+        minimised: loss.total.clone(),
+        reported: vec![
+            ("train_loss", loss.total),
+            ("recon", loss.recon),
+            ("penalty", loss.penalty),
+        ],
+        batch: xs.dim(0)?,
+    })
+}
+
+impl AeTrainer {
+    /// One Adam step on the batch-mean loss of `xs`; returns `train_loss`,
+    /// `recon` and `penalty` per example.
     ///
     /// # Errors
-    /// Candle errors.
-    pub fn evaluate(&self, rng: &mut StdRng) -> Result<Option<LossValues>> {
-        self.test
-            .as_ref()
-            .map(|t| self.vae.mean_loss(&t.images, t.batch_size, rng))
-            .transpose()
-    }
-}
-
-impl TrainStep for VaeTrainer {
-    type Batch = Tensor;
-
-    fn train_step(&mut self, batch: &Tensor, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
-        Ok(self.step(batch, rng)?)
-    }
-
-    fn end_epoch(&mut self, _epoch: usize, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
-        Ok(match self.evaluate(rng)? {
-            Some(v) => Metrics::new()
-                .with("test_loss", v.negative_elbo)
-                .with("test_recon", v.recon)
-                .with("test_kl", v.kl),
-            None => Metrics::new(),
-        })
-    }
-
-    fn save_state(&self, checkpoint: &mut Checkpoint) -> deepgen_core::Result<()> {
-        checkpoint.add_varmap(MODEL_PREFIX, &self.varmap)?;
-        self.opt.save_state(OPTIM_PREFIX, checkpoint);
-        checkpoint.metadata.insert(MODEL_KEY.into(), "vae".into());
-        checkpoint
-            .metadata
-            .insert(VAE_CONFIG_KEY.into(), self.vae.config().to_text());
-        Ok(())
-    }
-
-    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> deepgen_core::Result<()> {
-        let stored = stored_config(checkpoint, path, "vae", VAE_CONFIG_KEY)?;
-        let ours = self.vae.config().to_text();
-        if VaeConfig::parse(&stored)? != *self.vae.config() {
-            return Err(mismatch(path, &stored, &ours));
-        }
-        checkpoint.load_varmap(MODEL_PREFIX, &self.varmap, path)?;
-        self.opt.load_state(OPTIM_PREFIX, checkpoint, path)
-    }
-}
-
-fn mismatch(path: &Path, stored: &str, ours: &str) -> deepgen_core::Error {
-    deepgen_core::Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("it was trained as `{stored}`, but this run is `{ours}`; use the same options to resume"),
+    /// Shape errors; Candle errors.
+    pub fn step(&mut self, xs: &Tensor) -> Result<Metrics> {
+        let loss = ae_step_loss(xs, self.model.loss(xs)?)?;
+        self.update(loss)
     }
 }
 
@@ -215,8 +377,7 @@ fn stored_config(checkpoint: &Checkpoint, path: &Path, family: &str, key: &str) 
 }
 
 /// Rebuilds the VAE stored in the checkpoint at `path` on `device`, from its
-/// own configuration; returns the model, its variables and the
-/// configuration.
+/// own configuration; returns the model and its variables.
 ///
 /// # Errors
 /// [`deepgen_core::Error::Io`] when the file cannot be read (wrapped in
@@ -224,138 +385,10 @@ fn stored_config(checkpoint: &Checkpoint, path: &Path, family: &str, key: &str) 
 /// checkpoint or its tensors do not fit the stored configuration.
 pub fn load_vae(path: &Path, device: &Device) -> Result<(Vae, VarMap)> {
     let checkpoint = Checkpoint::load(path, device)?;
-    let text = stored_config(&checkpoint, path, "vae", VAE_CONFIG_KEY)?;
+    let text = stored_config(&checkpoint, path, Vae::FAMILY, Vae::CONFIG_KEY)?;
     let config = VaeConfig::parse(&text)?;
     let varmap = VarMap::new();
     let model = vae(&config, seeded_var_builder(&varmap, 0, DType::F32, device))?;
     checkpoint.load_varmap(MODEL_PREFIX, &varmap, path)?;
     Ok((model, varmap))
-}
-
-/// An autoencoder with its variables and Adam.
-pub struct AeTrainer {
-    varmap: VarMap,
-    model: Autoencoder,
-    opt: Adam,
-    test: Option<TestSet>,
-}
-
-impl std::fmt::Debug for AeTrainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AeTrainer")
-            .field("model", &self.model)
-            .field("opt", &self.opt)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AeTrainer {
-    /// A freshly initialised autoencoder (seeded by `seed`) in `f32` on
-    /// `device`, optimised by Adam with `adam`.
-    ///
-    /// # Errors
-    /// Invalid configurations; Candle errors.
-    pub fn new(config: &AeConfig, adam: AdamConfig, seed: u64, device: &Device) -> Result<Self> {
-        let varmap = VarMap::new();
-        let model = autoencoder(config, seeded_var_builder(&varmap, seed, DType::F32, device))?;
-        let opt = Adam::new(&varmap, adam)?;
-        Ok(Self {
-            varmap,
-            model,
-            opt,
-            test: None,
-        })
-    }
-
-    /// Evaluates on `images` `[n, D]` after every epoch (`test_loss`,
-    /// `test_recon`).
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for `batch_size = 0`.
-    pub fn with_test_set(mut self, images: Tensor, batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(Error::invalid("batch_size", 0, "must be at least 1"));
-        }
-        self.test = Some(TestSet { images, batch_size });
-        Ok(self)
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Autoencoder {
-        &self.model
-    }
-
-    /// The variables.
-    pub fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    /// One Adam step on the batch-mean loss of `xs`; returns `train_loss`,
-    /// `recon` and `penalty` per example.
-    ///
-    /// # Errors
-    /// Shape errors; Candle errors.
-    pub fn step(&mut self, xs: &Tensor) -> Result<Metrics> {
-        let loss = self.model.loss(xs)?;
-        self.opt.backward_step(&loss.total)?;
-        Ok(Metrics::new()
-            .with("train_loss", scalar(&loss.total)?)
-            .with("recon", scalar(&loss.recon)?)
-            .with("penalty", scalar(&loss.penalty)?)
-            .weighted(xs.dim(0)? as f64))
-    }
-
-    /// `(loss, recon)` per example over the test set, if one was given.
-    ///
-    /// # Errors
-    /// Candle errors.
-    pub fn evaluate(&self) -> Result<Option<(f64, f64)>> {
-        let Some(test) = &self.test else { return Ok(None) };
-        let n = test.images.dim(0)?;
-        let (mut total, mut recon, mut start) = (0f64, 0f64, 0);
-        while start < n {
-            let len = test.batch_size.min(n - start);
-            let loss = self.model.loss(&test.images.narrow(0, start, len)?)?;
-            total += scalar(&loss.total)? * len as f64;
-            recon += scalar(&loss.recon)? * len as f64;
-            start += len;
-        }
-        let n = n.max(1) as f64;
-        Ok(Some((total / n, recon / n)))
-    }
-}
-
-impl TrainStep for AeTrainer {
-    type Batch = Tensor;
-
-    fn train_step(&mut self, batch: &Tensor, _rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
-        Ok(self.step(batch)?)
-    }
-
-    fn end_epoch(&mut self, _epoch: usize, _rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
-        Ok(match self.evaluate()? {
-            Some((loss, recon)) => Metrics::new().with("test_loss", loss).with("test_recon", recon),
-            None => Metrics::new(),
-        })
-    }
-
-    fn save_state(&self, checkpoint: &mut Checkpoint) -> deepgen_core::Result<()> {
-        checkpoint.add_varmap(MODEL_PREFIX, &self.varmap)?;
-        self.opt.save_state(OPTIM_PREFIX, checkpoint);
-        checkpoint.metadata.insert(MODEL_KEY.into(), "ae".into());
-        checkpoint
-            .metadata
-            .insert(AE_CONFIG_KEY.into(), self.model.config().to_text());
-        Ok(())
-    }
-
-    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> deepgen_core::Result<()> {
-        let stored = stored_config(checkpoint, path, "ae", AE_CONFIG_KEY)?;
-        let ours = self.model.config().to_text();
-        if AeConfig::parse(&stored)? != *self.model.config() {
-            return Err(mismatch(path, &stored, &ours));
-        }
-        checkpoint.load_varmap(MODEL_PREFIX, &self.varmap, path)?;
-        self.opt.load_state(OPTIM_PREFIX, checkpoint, path)
-    }
 }

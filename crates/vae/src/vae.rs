@@ -4,6 +4,7 @@ use crate::config::{Objective, VaeConfig};
 use crate::decoder::{Decoder, DecoderOutput, decoder};
 use crate::encoder::{Encoder, encoder};
 use crate::estimators::{self, LatentModel};
+use crate::inputs::{batch_size, interpolation_ends, line_between};
 use crate::prior::{Prior, prior};
 use crate::{Error, Result};
 use candle::Tensor;
@@ -113,14 +114,7 @@ impl Vae {
     }
 
     fn check_input(&self, xs: &Tensor) -> Result<usize> {
-        match *xs.dims() {
-            [batch, d] if d == self.config.input_dim => Ok(batch),
-            _ => Err(Error::BadShape {
-                what: "vae input",
-                got: xs.dims().to_vec(),
-                expected: format!("[batch, {}]", self.config.input_dim),
-            }),
-        }
+        batch_size(xs, self.config.input_dim, "vae input")
     }
 
     /// `q(z|x)`: `xs` `[batch, D]` → `[batch, Z]` Gaussian.
@@ -312,26 +306,8 @@ impl Vae {
     /// # Errors
     /// [`Error::InvalidConfig`] for `n_steps < 2`; [`Error::BadShape`].
     pub fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        if n_steps < 2 {
-            return Err(Error::invalid(
-                "n_steps",
-                n_steps,
-                "an interpolation needs at least 2 steps",
-            ));
-        }
-        let pair = Tensor::cat(&[x_a, x_b], 0)?;
-        if self.check_input(&pair)? != 2 {
-            return Err(Error::BadShape {
-                what: "interpolation ends",
-                got: pair.dims().to_vec(),
-                expected: format!("two [1, {}] inputs", self.config.input_dim),
-            });
-        }
-        let means = self.encoder.posterior(&pair)?.mean().clone();
-        let (mu_a, mu_b) = (means.narrow(0, 0, 1)?, means.narrow(0, 1, 1)?);
-        let ts: Vec<f32> = (0..n_steps).map(|i| i as f32 / (n_steps - 1) as f32).collect();
-        let ts = Tensor::from_vec(ts, (n_steps, 1), means.device())?.to_dtype(means.dtype())?;
-        let zs = (mu_a.broadcast_mul(&(1.0 - &ts)?)? + mu_b.broadcast_mul(&ts)?)?;
+        let ends = interpolation_ends(x_a, x_b, n_steps, self.config.input_dim, "vae input")?;
+        let zs = line_between(self.encoder.posterior(&ends)?.mean(), n_steps)?;
         self.decoder.mean(&self.decoder.forward(&zs)?)
     }
 

@@ -4,13 +4,14 @@
 
 use candle::{D, DType, Device, Module, Tensor};
 use candle_nn::VarMap;
+use deepgen_core::nn::Linear;
 use deepgen_core::rng::{rand_uniform, randn, rng_from_seed};
-use deepgen_core::train::{CHECKPOINT_FILE, TrainConfig, fit};
+use deepgen_core::train::{CHECKPOINT_FILE, EpochRecord, TrainConfig, TrainStep, fit};
 use deepgen_core::{AdamConfig, BatchSource, StdRng, seeded_var_builder};
 use deepgen_numerics::DiagGaussian;
 use deepgen_vae::{
-    AeConfig, AeTrainer, Architecture, Decoder, DecoderKind, Encoder, Linear, Objective, Prior, PriorKind, Vae,
-    VaeConfig, VaeTrainer, load_vae, vae,
+    AeConfig, AeTrainer, Architecture, Decoder, DecoderKind, Encoder, Objective, Prior, PriorKind, Vae, VaeConfig,
+    VaeTrainer, load_vae, vae,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
@@ -348,6 +349,20 @@ impl BatchSource for Rows {
     }
 }
 
+/// Trains `step` on the rows of `xs` in batches of `batch_size`, as `run` says.
+fn fit_rows(
+    run: &TrainConfig,
+    step: &mut impl TrainStep<Batch = Tensor>,
+    xs: &Tensor,
+    batch_size: usize,
+) -> deepgen_core::Result<Vec<EpochRecord>> {
+    let mut rows = Rows {
+        xs: xs.clone(),
+        batch_size,
+    };
+    fit(run, step, &mut rows, |_| {})
+}
+
 /// Two clusters of binary-ish 16-pixel images.
 fn toy_data(n: usize) -> Result<Tensor> {
     let rows: Vec<f32> = (0..n)
@@ -397,15 +412,7 @@ fn every_variant_trains() -> Result<()> {
             progress: false,
             ..Default::default()
         };
-        fit(
-            &run,
-            &mut trainer,
-            &mut Rows {
-                xs: xs.clone(),
-                batch_size: 16,
-            },
-            |_| {},
-        )?;
+        fit_rows(&run, &mut trainer, &xs, 16)?;
         let last = scalar(
             &trainer
                 .vae()
@@ -457,15 +464,7 @@ fn checkpoints_describe_their_model() -> Result<()> {
         progress: false,
         ..Default::default()
     };
-    fit(
-        &run,
-        &mut trainer,
-        &mut Rows {
-            xs: xs.clone(),
-            batch_size: 8,
-        },
-        |_| {},
-    )?;
+    fit_rows(&run, &mut trainer, &xs, 8)?;
     let path = dir.path().join(CHECKPOINT_FILE);
     let (loaded, _vars) = load_vae(&path, &Device::Cpu)?;
     assert_eq!(loaded.config(), &config);
@@ -482,17 +481,7 @@ fn checkpoints_describe_their_model() -> Result<()> {
         resume: true,
         ..run.clone()
     };
-    let err = fit(
-        &resume,
-        &mut other,
-        &mut Rows {
-            xs: xs.clone(),
-            batch_size: 8,
-        },
-        |_| {},
-    )
-    .err()
-    .map(|e| e.to_string());
+    let err = fit_rows(&resume, &mut other, &xs, 8).err().map(|e| e.to_string());
     assert!(
         err.as_deref()
             .is_some_and(|e| e.contains("latent_dim=2") && e.contains("latent_dim=3")),
@@ -512,7 +501,7 @@ fn checkpoints_describe_their_model() -> Result<()> {
         run_dir: Some(ae_dir.path().to_path_buf()),
         ..run
     };
-    fit(&ae_run, &mut ae, &mut Rows { xs, batch_size: 8 }, |_| {})?;
+    fit_rows(&ae_run, &mut ae, &xs, 8)?;
     let err = load_vae(&ae_dir.path().join(CHECKPOINT_FILE), &Device::Cpu)
         .err()
         .map(|e| e.to_string());

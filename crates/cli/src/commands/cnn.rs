@@ -1,16 +1,13 @@
 //! `deepgen train cnn`, `deepgen eval cnn` and `deepgen cnn summary`.
 
 use crate::common::{
-    CommonTrainArgs, ConfigValue, DataArg, LabelledBatches, ModelDefaults, common_config_entries, device_name,
-    epoch_line, group_thousands, load_dataset, open_device, say, write_run_config,
+    CommonTrainArgs, ConfigValue, DataArg, LabelledBatches, ModelDefaults, TrainRun, group_thousands, open_device, say,
 };
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepgen_cnn::{Classifier, ClassifierConfig, DEFAULT_MNIST_SPEC, Dims, Evaluator, SPEC_FILE, Spec};
 use deepgen_core::DeviceChoice;
-use deepgen_core::train::{CHECKPOINT_FILE, METRICS_FILE, fit};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// The layer-spec language, for `--help`.
 pub const SPEC_HELP: &str = "\
@@ -199,80 +196,36 @@ fn choose_spec(flag: Option<&str>, run_dir: &Path, resume: bool) -> Result<Spec>
 
 /// `deepgen train cnn`: trains a classifier through core's loop.
 pub fn train(args: TrainArgs) -> Result<()> {
-    let common = &args.common;
-    let resolved = common.resolve("cnn", DEFAULTS);
-    let run_dir = &resolved.run_dir;
-    common.check_run_dir(run_dir)?;
-    let spec = choose_spec(args.spec.as_deref(), run_dir, common.resume)?;
+    let mut run = TrainRun::new(&args.common, "cnn", DEFAULTS)?;
+    let spec = choose_spec(args.spec.as_deref(), run.run_dir(), run.args.resume)?;
     check_mnist_spec(&spec)?;
-    let device = open_device(common.device)?;
-    let data = load_dataset(resolved.dataset, &resolved.data_dir)?;
+    let device = run.open_device()?;
+    let data = run.load_data()?;
 
     let config = ClassifierConfig {
-        lr: resolved.lr,
+        lr: run.resolved.lr,
         ..Default::default()
     };
     let mut classifier =
-        Classifier::new(&spec, config, common.seed, &device)?.with_test_set(&data.test_images, &data.test_labels)?;
-    let mut batches = LabelledBatches::new(&data.train_images, &data.train_labels, resolved.batch_size, &device)?;
+        Classifier::new(&spec, config, run.args.seed, &device)?.with_test_set(&data.test_images, &data.test_labels)?;
+    let mut batches = LabelledBatches::new(&data.train_images, &data.train_labels, run.resolved.batch_size, &device)?;
 
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create `{}`", run_dir.display()))?;
-    deepgen_cnn::save_spec(run_dir, &spec)?;
-    let mut entries = common_config_entries(common, &resolved);
-    entries.push(("spec", ConfigValue::Text(spec.to_string())));
-    write_run_config(run_dir, "cnn", &entries)?;
-
-    if !common.quiet {
-        say(&format!(
-            "training `{spec}` ({} parameters) on {} ({} train / {} test images)",
-            group_thousands(classifier.model().n_parameters()),
-            resolved.dataset,
-            data.n_train(),
-            data.n_test(),
-        ));
-        say(&format!(
-            "{} epochs, batch {}, Adam lr {}, seed {}, device {}; run directory `{}`{}",
-            resolved.epochs,
-            resolved.batch_size,
-            resolved.lr,
-            common.seed,
-            device_name(&device),
-            run_dir.display(),
-            if common.resume { " (resuming)" } else { "" },
-        ));
-    }
-    let started = Instant::now();
-    let quiet = common.quiet;
-    let records = fit(
-        &common.train_config(&resolved),
-        &mut classifier,
-        &mut batches,
-        |record| {
-            if !quiet {
-                say(&epoch_line(record, resolved.epochs));
-            }
-        },
-    )?;
-    let Some(last) = records.last() else {
-        say(&format!(
-            "nothing to do: `{}` has already been trained for {} epochs (raise --epochs to continue)",
-            run_dir.display(),
-            resolved.epochs
-        ));
+    run.create_run_dir(vec![("spec", ConfigValue::Text(spec.to_string()))])?;
+    deepgen_cnn::save_spec(run.run_dir(), &spec)?;
+    run.announce(&format!(
+        "training `{spec}` ({} parameters) {}",
+        group_thousands(classifier.model().n_parameters()),
+        run.data_summary(&data)
+    ));
+    run.announce(&run.schedule_summary(&device));
+    let Some(records) = run.fit(&mut classifier, &mut batches)? else {
         return Ok(());
     };
-    let accuracy = last
-        .eval
-        .get("test_accuracy")
+    let accuracy = records
+        .last()
+        .and_then(|last| last.eval.get("test_accuracy"))
         .map_or_else(String::new, |a| format!(", test accuracy {:.2} %", 100.0 * a));
-    say(&format!(
-        "done: {} epochs in {:.1} s{accuracy}; `{}`, `{}`, `{}`",
-        records.len(),
-        started.elapsed().as_secs_f64(),
-        run_dir.join(METRICS_FILE).display(),
-        run_dir.join(CHECKPOINT_FILE).display(),
-        run_dir.join(SPEC_FILE).display(),
-    ));
+    run.say_done(&records, &accuracy, &[run.run_dir().join(SPEC_FILE)]);
     Ok(())
 }
 
@@ -283,9 +236,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let evaluator = Evaluator::load(&args.run, &device)
         .with_context(|| format!("cannot load the classifier in `{}`", args.run.display()))?;
     check_mnist_spec(evaluator.model().spec())?;
-    let dataset = args.data.dataset();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| dataset.default_dir());
-    let data = load_dataset(dataset, &data_dir)?;
+    let (dataset, data) = args.data.load(args.data_dir.as_deref())?;
     let (loss, accuracy) = evaluator.accuracy(&data.test_images, &data.test_labels)?;
     let evaluation = evaluator.evaluate(&data.test_images)?;
     say(&format!(

@@ -1,7 +1,7 @@
 //! `deepgen train vae`, `deepgen train ae` and `deepgen eval vae`.
 //!
-//! Training goes through deepgen-core's loop with deepgen-vae's
-//! [`VaeTrainer`] / [`AeTrainer`], wrapped in [`WithPictures`], which after
+//! Training goes through [`TrainRun`] and deepgen-core's loop with
+//! deepgen-vae's [`VaeTrainer`] / [`AeTrainer`], wrapped in [`WithPictures`], which after
 //! every epoch's evaluation writes `reconstructions_epoch_XX.png` (test
 //! originals above, reconstructions below) and, for the VAE,
 //! `samples_epoch_XX.png` (decoder means of prior samples, the same noise
@@ -10,22 +10,23 @@
 //! only) and `loss_curve.png` (from `metrics.csv`).
 
 use crate::common::{
-    CommonTrainArgs, ConfigValue, DataArg, ModelDefaults, common_config_entries, device_name, epoch_line,
-    group_thousands, load_dataset, open_device, say, write_run_config,
+    CommonTrainArgs, ConfigValue, DataArg, ImageBatches, ModelDefaults, TrainRun, at_least_one, checkpoint_file,
+    core_error, group_thousands, non_negative_f64, open_device, progress_bar, save_grid_png, save_loss_curve, say,
+    say_pictures,
 };
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use deepgen_core::candle::{Device, Tensor};
+use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
-use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainStep, fit};
-use deepgen_core::{AdamConfig, Checkpoint, DeviceChoice, Metrics, StdRng};
-use deepgen_data::{Batch, Batcher, BatcherConfig, save_image_grid, save_line_plot_png};
+use deepgen_core::train::{EpochRecord, TrainStep};
+use deepgen_core::{Checkpoint, DeviceChoice, Metrics, StdRng};
+use deepgen_data::Mnist;
+use deepgen_vae::config::ConfigText;
+use deepgen_vae::train::{TrainableModel, Trainer};
 use deepgen_vae::{
-    AeConfig, AeKind, AeTrainer, Architecture, DecoderKind, Objective, PriorKind, Reconstruction, SparsityPenalty,
-    VaeConfig, VaeTrainer, load_vae,
+    AeConfig, AeKind, AeTrainer, Architecture, Autoencoder, DecoderKind, Objective, PriorKind, Reconstruction,
+    SparsityPenalty, Vae, VaeConfig, VaeTrainer, load_vae,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -195,80 +196,6 @@ pub struct EvalArgs {
     pub device: DeviceChoice,
 }
 
-/// A count of at least 1 (`--latent 0`, `--k 0` are errors that name the flag).
-fn at_least_one(text: &str) -> std::result::Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("`{text}` is not a whole number")),
-    }
-}
-
-/// A finite number ≥ 0 (`--beta -1` is an error).
-fn non_negative_f64(text: &str) -> std::result::Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(x) if x >= 0.0 && x.is_finite() => Ok(x),
-        Ok(x) => Err(format!("{x} is not a finite number ≥ 0")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
-}
-
-/// Keeps freed memory in the process instead of returning it to the system.
-///
-/// glibc serves blocks above 128 KiB by `mmap` and trims the heap top on
-/// `free`; a training step allocates and frees dozens of such blocks (every
-/// `[128, 784]` activation and gradient, every optimizer temporary), so each
-/// of them page-faults fresh zeroed pages. Raising the mmap threshold to its
-/// maximum (32 MiB) and the trim threshold to 1 GiB makes them reuse the
-/// heap: on two cores the VAE's Adam step went from about 30 ms to 5 ms.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn mallopt(param: i32, value: i32) -> i32;
-        }
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_MMAP_THRESHOLD: i32 = -3;
-        // SAFETY: `mallopt` only sets allocator parameters; both values lie in
-        // the ranges glibc accepts (it returns 0 and changes nothing otherwise).
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, 32 << 20);
-            mallopt(M_TRIM_THRESHOLD, 1 << 30);
-        }
-    }
-}
-
-/// Images only, from an unlabelled [`Batcher`].
-#[derive(Debug)]
-struct Images(Batcher);
-
-impl Images {
-    fn new(images: &Tensor, batch_size: usize, device: &Device) -> Result<Self> {
-        let config = BatcherConfig {
-            batch_size,
-            ..Default::default()
-        };
-        Ok(Images(Batcher::new(images, None, config, device)?))
-    }
-}
-
-impl BatchSource for Images {
-    type Batch = Tensor;
-
-    fn n_batches(&self) -> usize {
-        BatchSource::n_batches(&self.0)
-    }
-
-    fn start_epoch(&mut self, rng: &mut StdRng) -> deepgen_core::Result<()> {
-        BatchSource::start_epoch(&mut self.0, rng)
-    }
-
-    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<Tensor> {
-        let Batch { images, .. } = BatchSource::batch(&self.0, batch_idx)?;
-        Ok(images)
-    }
-}
-
 /// What the picture writer needs from a model.
 trait Pictured {
     /// Reconstructions of `xs` in data space.
@@ -277,6 +204,11 @@ trait Pictured {
     fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>>;
     /// Latent dims.
     fn latent_dim(&self) -> usize;
+    /// Decoded points on the latent line from `x_a` to `x_b` in `n_steps`.
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor>;
+    /// The decoded [`MANIFOLD_SIDE`]² grid of a 2-D latent (`None`: no
+    /// manifold picture).
+    fn manifold(&self) -> Result<Option<Tensor>>;
 }
 
 impl Pictured for VaeTrainer {
@@ -289,6 +221,14 @@ impl Pictured for VaeTrainer {
     fn latent_dim(&self) -> usize {
         self.vae().config().latent_dim
     }
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
+        Ok(self.vae().interpolate(x_a, x_b, n_steps)?)
+    }
+    fn manifold(&self) -> Result<Option<Tensor>> {
+        Ok((self.latent_dim() == 2)
+            .then(|| self.vae().manifold(MANIFOLD_SIDE))
+            .transpose()?)
+    }
 }
 
 impl Pictured for AeTrainer {
@@ -300,6 +240,12 @@ impl Pictured for AeTrainer {
     }
     fn latent_dim(&self) -> usize {
         self.model().config().latent_dim
+    }
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
+        Ok(self.model().interpolate(x_a, x_b, n_steps)?)
+    }
+    fn manifold(&self) -> Result<Option<Tensor>> {
+        Ok(None)
     }
 }
 
@@ -334,11 +280,10 @@ impl<S: Pictured> WithPictures<S> {
         let recon = self.inner.reconstruct(&self.originals)?;
         let both = Tensor::cat(&[&self.originals, &recon], 0)?;
         let path = self.run_dir.join(format!("reconstructions_epoch_{epoch:02}.png"));
-        save_image_grid(&both, self.originals.dim(0)?, &path)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        save_grid_png(&both, self.originals.dim(0)?, &path)?;
         if let Some(samples) = self.inner.generate(&self.sample_eps)? {
             let path = self.run_dir.join(format!("samples_epoch_{epoch:02}.png"));
-            save_image_grid(&samples, 8, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+            save_grid_png(&samples, 8, &path)?;
         }
         Ok(())
     }
@@ -353,8 +298,7 @@ impl<S: Pictured + TrainStep<Batch = Tensor>> TrainStep for WithPictures<S> {
 
     fn end_epoch(&mut self, epoch: usize, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
         let metrics = self.inner.end_epoch(epoch, rng)?;
-        self.save_pictures(epoch)
-            .map_err(|e| deepgen_core::Error::Candle(deepgen_core::candle::Error::msg(format!("{e:#}"))))?;
+        self.save_pictures(epoch).map_err(|e| core_error(format!("{e:#}")))?;
         Ok(metrics)
     }
 
@@ -367,42 +311,9 @@ impl<S: Pictured + TrainStep<Batch = Tensor>> TrainStep for WithPictures<S> {
     }
 }
 
-/// `(train_loss, test_loss)` per epoch from the run's `metrics.csv`.
-fn loss_history(run_dir: &Path) -> Result<Vec<(String, Vec<f64>)>> {
-    let path = run_dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let rows: Vec<Vec<f64>> = lines
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
-        .collect();
-    Ok(["train_loss", "test_loss"]
-        .iter()
-        .filter_map(|name| {
-            let col = header.iter().position(|h| h == name)?;
-            Some((
-                name.to_string(),
-                rows.iter().filter_map(|r| r.get(col).copied()).collect(),
-            ))
-        })
-        .collect())
-}
-
 /// The end-of-run pictures: loss curve, interpolation and (2-D latent) manifold.
-fn final_pictures(
-    run_dir: &Path,
-    test_images: &Tensor,
-    interpolate: impl Fn(&Tensor, &Tensor, usize) -> Result<Tensor>,
-    manifold: Option<Tensor>,
-) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let history = loss_history(run_dir)?;
-    let series: Vec<(&str, &[f64])> = history.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-    if series.iter().any(|(_, v)| v.len() >= 2) {
-        let path = run_dir.join("loss_curve.png");
-        save_line_plot_png(&series, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
-        written.push(path);
-    }
+fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Pictured) -> Result<Vec<PathBuf>> {
+    let mut written: Vec<PathBuf> = save_loss_curve(run_dir)?.into_iter().collect();
     let (pairs, steps) = INTERPOLATION;
     let pairs = pairs.min(test_images.dim(0)? / 2);
     if pairs > 0 {
@@ -410,38 +321,65 @@ fn final_pictures(
         for p in 0..pairs {
             let a = test_images.narrow(0, 2 * p, 1)?;
             let b = test_images.narrow(0, 2 * p + 1, 1)?;
-            rows.push(interpolate(&a, &b, steps)?);
+            rows.push(model.interpolate(&a, &b, steps)?);
         }
         let path = run_dir.join("interpolation.png");
-        save_image_grid(&Tensor::cat(&rows, 0)?, steps, &path)
-            .with_context(|| format!("cannot write `{}`", path.display()))?;
+        save_grid_png(&Tensor::cat(&rows, 0)?, steps, &path)?;
         written.push(path);
     }
-    if let Some(grid) = manifold {
+    if let Some(grid) = model.manifold()? {
         let path = run_dir.join("manifold.png");
-        save_image_grid(&grid, MANIFOLD_SIDE, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+        save_grid_png(&grid, MANIFOLD_SIDE, &path)?;
         written.push(path);
     }
     Ok(written)
 }
 
-fn print_done(records: &[EpochRecord], run_dir: &Path, started: Instant, pictures: &[PathBuf]) {
+/// `deepgen train vae` and `deepgen train ae` once the options are checked:
+/// builds the model `M` of `config`, prints the `headline` lines (given the
+/// run, the trainer, the data and the device), trains it with pictures after
+/// every epoch, and draws the end-of-run pictures.
+fn train_with_pictures<M>(
+    mut run: TrainRun,
+    config: &M::Config,
+    headline: impl FnOnce(&TrainRun, &Trainer<M>, &Mnist, &Device) -> Vec<String>,
+) -> Result<()>
+where
+    M: TrainableModel,
+    Trainer<M>: Pictured,
+{
+    let device = run.open_device()?;
+    let data = run.load_data()?;
+    let test_images = data.test_images.to_device(&device)?;
+    let trainer = Trainer::<M>::new(config, run.adam(), run.args.seed, &device)?
+        .with_test_set(test_images.clone(), EVAL_BATCH)?;
+    let headline = headline(&run, &trainer, &data, &device);
+    let config_text = trainer.model().config().to_text();
+    let mut step = WithPictures::new(trainer, run.run_dir(), &test_images, run.args.seed)?;
+    let mut batches = ImageBatches::new(&data.train_images, run.resolved.batch_size, &device)?;
+
+    run.create_run_dir(vec![(M::FAMILY, ConfigValue::Text(config_text))])?;
+    for line in &headline {
+        run.announce(line);
+    }
+    let Some(records) = run.fit(&mut step, &mut batches)? else {
+        return Ok(());
+    };
+    let pictures = final_pictures(run.run_dir(), &test_images, &step.inner)?;
+    run.say_done(&records, &done_summary(&records), &[]);
+    say_pictures(&pictures);
+    Ok(())
+}
+
+/// `(1.23 s of training per epoch), test loss 101.2345 nats` for the closing
+/// line.
+fn done_summary(records: &[EpochRecord]) -> String {
     let mean_train = records.iter().map(|r| r.train_seconds).sum::<f64>() / records.len().max(1) as f64;
     let test = records
         .last()
         .and_then(|r| r.eval.get("test_loss"))
         .map_or_else(String::new, |t| format!(", test loss {t:.4} nats"));
-    say(&format!(
-        "done: {} epochs in {:.1} s ({mean_train:.2} s of training per epoch){test}; `{}`, `{}`",
-        records.len(),
-        started.elapsed().as_secs_f64(),
-        run_dir.join(METRICS_FILE).display(),
-        run_dir.join(CHECKPOINT_FILE).display(),
-    ));
-    if !pictures.is_empty() {
-        let names: Vec<String> = pictures.iter().map(|p| p.display().to_string()).collect();
-        say(&format!("pictures: {}", names.join(", ")));
-    }
+    format!(" ({mean_train:.2} s of training per epoch){test}")
 }
 
 /// The VAE configuration the flags describe.
@@ -473,93 +411,25 @@ fn vae_config(args: &TrainArgs) -> Result<VaeConfig> {
 
 /// `deepgen train vae`.
 pub fn train(args: TrainArgs) -> Result<()> {
-    keep_freed_memory();
-    let common = &args.common;
-    let resolved = common.resolve("vae", VAE_DEFAULTS);
-    let run_dir = resolved.run_dir.clone();
-    common.check_run_dir(&run_dir)?;
+    let run = TrainRun::new(&args.common, Vae::FAMILY, VAE_DEFAULTS)?;
     let config = vae_config(&args)?;
-    let device = open_device(common.device)?;
-    let data = load_dataset(resolved.dataset, &resolved.data_dir)?;
-    let test_images = data.test_images.to_device(&device)?;
-
-    let adam = AdamConfig {
-        lr: resolved.lr,
-        ..Default::default()
-    };
-    let trainer =
-        VaeTrainer::new(&config, adam, common.seed, &device)?.with_test_set(test_images.clone(), EVAL_BATCH)?;
-    let n_params: usize = trainer.varmap().all_vars().iter().map(|v| v.elem_count()).sum();
-    let mut step = WithPictures::new(trainer, &run_dir, &test_images, common.seed)?;
-    let mut batches = Images::new(&data.train_images, resolved.batch_size, &device)?;
-
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create `{}`", run_dir.display()))?;
-    let mut entries = common_config_entries(common, &resolved);
-    entries.push(("vae", ConfigValue::Text(config.to_text())));
-    // A resumed run keeps its config file until the checkpoint has accepted
-    // the options (same model, same seed).
-    if !common.resume {
-        write_run_config(&run_dir, "vae", &entries)?;
-    }
-    if !common.quiet {
-        say(&format!(
-            "training a VAE `{}` ({} parameters) on {} ({} train / {} test images)",
-            config.to_text(),
-            group_thousands(n_params),
-            resolved.dataset,
-            data.n_train(),
-            data.n_test()
-        ));
-        say(&format!(
-            "{} epochs, batch {}, Adam lr {}, seed {}, device {}; run directory `{}`{}",
-            resolved.epochs,
-            resolved.batch_size,
-            resolved.lr,
-            common.seed,
-            device_name(&device),
-            run_dir.display(),
-            if common.resume { " (resuming)" } else { "" },
-        ));
-    }
-    let started = Instant::now();
-    let quiet = common.quiet;
-    let records = fit(&common.train_config(&resolved), &mut step, &mut batches, |record| {
-        if !quiet {
-            say(&epoch_line(record, resolved.epochs));
-        }
-    })?;
-    if common.resume {
-        write_run_config(&run_dir, "vae", &entries)?;
-    }
-    if records.is_empty() {
-        say(&format!(
-            "nothing to do: `{}` has already been trained for {} epochs (raise --epochs to continue)",
-            run_dir.display(),
-            resolved.epochs
-        ));
-        return Ok(());
-    }
-    let model = step.inner.vae();
-    let manifold = (config.latent_dim == 2)
-        .then(|| model.manifold(MANIFOLD_SIDE))
-        .transpose()?;
-    let pictures = final_pictures(
-        &run_dir,
-        &test_images,
-        |a, b, n| Ok(model.interpolate(a, b, n)?),
-        manifold,
-    )?;
-    print_done(&records, &run_dir, started, &pictures);
-    Ok(())
+    train_with_pictures::<Vae>(run, &config, |run, trainer, data, device| {
+        let n_params: usize = trainer.varmap().all_vars().iter().map(|v| v.elem_count()).sum();
+        vec![
+            format!(
+                "training a VAE `{}` ({} parameters) {}",
+                config.to_text(),
+                group_thousands(n_params),
+                run.data_summary(data)
+            ),
+            run.schedule_summary(device),
+        ]
+    })
 }
 
 /// `deepgen train ae`.
 pub fn train_ae(args: AeTrainArgs) -> Result<()> {
-    keep_freed_memory();
-    let common = &args.common;
-    let resolved = common.resolve("ae", AE_DEFAULTS);
-    let run_dir = resolved.run_dir.clone();
-    common.check_run_dir(&run_dir)?;
+    let run = TrainRun::new(&args.common, Autoencoder::FAMILY, AE_DEFAULTS)?;
     let config = AeConfig {
         kind: match args.kind {
             AeKindArg::Plain => AeKind::Plain,
@@ -580,97 +450,23 @@ pub fn train_ae(args: AeTrainArgs) -> Result<()> {
         ..Default::default()
     };
     config.validate().context("invalid autoencoder options")?;
-    let device = open_device(common.device)?;
-    let data = load_dataset(resolved.dataset, &resolved.data_dir)?;
-    let test_images = data.test_images.to_device(&device)?;
-    let adam = AdamConfig {
-        lr: resolved.lr,
-        ..Default::default()
-    };
-    let trainer =
-        AeTrainer::new(&config, adam, common.seed, &device)?.with_test_set(test_images.clone(), EVAL_BATCH)?;
-    let mut step = WithPictures::new(trainer, &run_dir, &test_images, common.seed)?;
-    let mut batches = Images::new(&data.train_images, resolved.batch_size, &device)?;
-
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create `{}`", run_dir.display()))?;
-    let mut entries = common_config_entries(common, &resolved);
-    entries.push(("ae", ConfigValue::Text(config.to_text())));
-    if !common.resume {
-        write_run_config(&run_dir, "ae", &entries)?;
-    }
-    if !common.quiet {
-        say(&format!(
-            "training an autoencoder `{}` on {} ({} train / {} test images); {} epochs, batch {}, Adam lr {}, \
-             seed {}, device {}; run directory `{}`{}",
+    train_with_pictures::<Autoencoder>(run, &config, |run, _trainer, data, device| {
+        vec![format!(
+            "training an autoencoder `{}` {}; {}",
             config.to_text(),
-            resolved.dataset,
-            data.n_train(),
-            data.n_test(),
-            resolved.epochs,
-            resolved.batch_size,
-            resolved.lr,
-            common.seed,
-            device_name(&device),
-            run_dir.display(),
-            if common.resume { " (resuming)" } else { "" },
-        ));
-    }
-    let started = Instant::now();
-    let quiet = common.quiet;
-    let records = fit(&common.train_config(&resolved), &mut step, &mut batches, |record| {
-        if !quiet {
-            say(&epoch_line(record, resolved.epochs));
-        }
-    })?;
-    if common.resume {
-        write_run_config(&run_dir, "ae", &entries)?;
-    }
-    if records.is_empty() {
-        say(&format!(
-            "nothing to do: `{}` has already been trained for {} epochs (raise --epochs to continue)",
-            run_dir.display(),
-            resolved.epochs
-        ));
-        return Ok(());
-    }
-    let model = step.inner.model();
-    let pictures = final_pictures(&run_dir, &test_images, |a, b, n| Ok(model.interpolate(a, b, n)?), None)?;
-    print_done(&records, &run_dir, started, &pictures);
-    Ok(())
-}
-
-/// The checkpoint file of `--checkpoint` (a run directory or the file itself).
-fn checkpoint_path(arg: &Path) -> Result<PathBuf> {
-    if arg.is_dir() {
-        let path = arg.join(CHECKPOINT_FILE);
-        if !path.exists() {
-            bail!(
-                "`{}` holds no {CHECKPOINT_FILE}; is it the run directory of `deepgen train vae`?",
-                arg.display()
-            );
-        }
-        Ok(path)
-    } else if arg.is_file() {
-        Ok(arg.to_path_buf())
-    } else {
-        bail!(
-            "run directory `{}` does not exist (train one with `deepgen train vae --out {}`)",
-            arg.display(),
-            arg.display()
-        )
-    }
+            run.data_summary(data),
+            run.schedule_summary(device)
+        )]
+    })
 }
 
 /// `deepgen eval vae`: the importance-sampled test log-likelihood and the ELBO.
 pub fn eval(args: EvalArgs) -> Result<()> {
-    keep_freed_memory();
-    let path = checkpoint_path(&args.checkpoint)?;
+    let path = checkpoint_file(&args.checkpoint, "vae")?;
     let device = open_device(args.device)?;
     let (model, _vars) =
         load_vae(&path, &device).with_context(|| format!("cannot load a VAE from `{}`", path.display()))?;
-    let dataset = args.data.dataset();
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| dataset.default_dir());
-    let data = load_dataset(dataset, &data_dir)?;
+    let (dataset, data) = args.data.load(args.data_dir.as_deref())?;
     let n = args.n_test.map_or(data.n_test(), |n| n.min(data.n_test()));
     let images = data.test_images.narrow(0, 0, n)?.to_device(&device)?;
     say(&format!(
@@ -681,25 +477,17 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     ));
 
     let started = Instant::now();
-    let bar = ProgressBar::new(n as u64);
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) =
-        ProgressStyle::with_template("log p(x) [{bar:30}] {pos}/{len} images {msg} ({elapsed}, eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let bar = progress_bar(
+        n as u64,
+        "log p(x) [{bar:30}] {pos}/{len} images {msg} ({elapsed}, eta {eta})",
+    );
     let mut rng = derived_rng(args.seed, 0);
     let (mut sum_ll, mut start) = (0f64, 0);
     while start < n {
         let len = args.batch_size.min(n - start);
         let xs = images.narrow(0, start, len)?;
         let ll = model.importance_log_likelihood(&xs, args.k, &mut rng)?;
-        sum_ll += ll
-            .to_dtype(deepgen_core::candle::DType::F64)?
-            .sum_all()?
-            .to_scalar::<f64>()?;
+        sum_ll += ll.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
         start += len;
         bar.set_position(start as u64);
         bar.set_message(format!("mean {:.3}", sum_ll / start as f64));
@@ -720,25 +508,4 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flag_parsers_name_the_problem() {
-        assert_eq!(at_least_one("3"), Ok(3));
-        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
-        assert!(at_least_one("x").is_err());
-        assert_eq!(non_negative_f64("0.5"), Ok(0.5));
-        assert_eq!(non_negative_f64("-1"), Err("-1 is not a finite number ≥ 0".into()));
-        assert!(non_negative_f64("inf").is_err() && non_negative_f64("x").is_err());
-    }
-
-    #[test]
-    fn missing_run_directories_are_explained() {
-        let err = checkpoint_path(Path::new("no/such/run")).err().map(|e| e.to_string());
-        assert!(err.as_deref().is_some_and(|e| e.contains("does not exist")), "{err:?}");
-    }
 }

@@ -356,25 +356,21 @@ mod tests {
         let a = [1.0f32, 2.0, 3.0, 4.0];
         let b = [5.0f32, 6.0, 7.0, 8.0];
         let mut dst = [0.0f32; 4];
-        matmul(
-            (2, 2, 2),
-            &mut dst,
-            2,
-            false,
-            Mat::rows(&a, 2),
-            Mat::rows(&b, 2),
-            Parallelism::None,
-        );
-        assert_eq!(dst, [19.0, 22.0, 43.0, 50.0]);
-        matmul(
-            (2, 2, 2),
-            &mut dst,
-            2,
-            true,
-            Mat::transposed(&a, 2),
-            Mat::rows(&b, 2),
-            Parallelism::None,
-        );
-        assert_eq!(dst, [45.0, 52.0, 81.0, 94.0]);
+        // The second product accumulates onto the first: A·B + Aᵀ·B.
+        for (accumulate, lhs, expected) in [
+            (false, Mat::rows(&a, 2), [19.0, 22.0, 43.0, 50.0]),
+            (true, Mat::transposed(&a, 2), [45.0, 52.0, 81.0, 94.0]),
+        ] {
+            matmul(
+                (2, 2, 2),
+                &mut dst,
+                2,
+                accumulate,
+                lhs,
+                Mat::rows(&b, 2),
+                Parallelism::None,
+            );
+            assert_eq!(dst, expected);
+        }
     }
 }

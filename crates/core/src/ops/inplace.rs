@@ -26,10 +26,11 @@
 //! optimizers then take their tensor-op path, which is what runs on CUDA and
 //! Metal.
 
-use super::PARALLEL_MIN;
+use super::{PARALLEL_MIN, contiguous_slice};
 use candle::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, WithDType, bail};
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 /// Elements per rayon task.
 const CHUNK: usize = 1 << 14;
@@ -42,29 +43,24 @@ pub(crate) trait Float: WithDType {
     fn sqrt(self) -> Self;
 }
 
-impl Float for f32 {
-    fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>> {
-        match storage {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
+/// [`Float`] for a primitive float and its [`CpuStorage`] variant.
+macro_rules! impl_float {
+    ($t:ident, $variant:ident) => {
+        impl Float for $t {
+            fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>> {
+                match storage {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn sqrt(self) -> Self {
+                $t::sqrt(self)
+            }
         }
-    }
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
+    };
 }
-
-impl Float for f64 {
-    fn elements_mut(storage: &mut CpuStorage) -> Option<&mut Vec<Self>> {
-        match storage {
-            CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-}
+impl_float!(f32, F32);
+impl_float!(f64, F64);
 
 fn slice_mut<'a, T: Float>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> candle::Result<&'a mut [T]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
@@ -76,11 +72,90 @@ fn slice_mut<'a, T: Float>(storage: &'a mut CpuStorage, layout: &Layout, op: &st
     }
 }
 
-fn slice<'a, T: Float>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle::Result<&'a [T]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        bail!("{op}: operand is not contiguous")
-    };
-    Ok(&storage.as_slice::<T>()?[start..end])
+/// An in-place op that lends its destination's elements (and, as a binary
+/// op, those of a read-only second operand) to the closure `f`, once.
+/// Candle lends a storage out mutably only to an in-place op, which holds
+/// the tensor's lock while it runs; nesting these reaches several
+/// destinations at once.
+struct Lend<T, F, R> {
+    op: &'static str,
+    f: Cell<Option<F>>,
+    out: Cell<Option<R>>,
+    element: PhantomData<T>,
+}
+
+impl<T, F, R> Lend<T, F, R> {
+    fn new(op: &'static str, f: F) -> Self {
+        Self {
+            op,
+            f: Cell::new(Some(f)),
+            out: Cell::new(None),
+            element: PhantomData,
+        }
+    }
+
+    /// Runs `f` through `call` and keeps what it returns.
+    fn run(&self, call: impl FnOnce(F) -> candle::Result<R>) -> candle::Result<()> {
+        let Some(f) = self.f.take() else {
+            bail!("{}: applied twice", self.op)
+        };
+        self.out.set(Some(call(f)?));
+        Ok(())
+    }
+
+    /// What `f` returned.
+    fn result(self) -> candle::Result<R> {
+        match self.out.into_inner() {
+            Some(out) => Ok(out),
+            None => bail!("{}: not applied", self.op),
+        }
+    }
+}
+
+impl<T: Float, F: FnOnce(&mut [T]) -> candle::Result<R>, R> InplaceOp1 for Lend<T, F, R> {
+    fn name(&self) -> &'static str {
+        self.op
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle::Result<()> {
+        let dst = slice_mut::<T>(storage, layout, self.op)?;
+        self.run(|f| f(dst))
+    }
+}
+
+impl<T: Float, F: FnOnce(&mut [T], &[T]) -> candle::Result<R>, R> InplaceOp2 for Lend<T, F, R> {
+    fn name(&self) -> &'static str {
+        self.op
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, ld: &Layout, src: &CpuStorage, ls: &Layout) -> candle::Result<()> {
+        let dst = slice_mut::<T>(dst, ld, self.op)?;
+        let src = contiguous_slice::<T>(src, ls, self.op)?;
+        self.run(|f| f(dst, src))
+    }
+}
+
+/// Calls `f` with the elements of the contiguous CPU tensor `t`, mutably.
+fn with_slice_mut<T: Float, R>(
+    t: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(&mut [T]) -> candle::Result<R>,
+) -> candle::Result<R> {
+    let lend = Lend::new(op, f);
+    t.inplace_op1(&lend)?;
+    lend.result()
+}
+
+/// Calls `f` with the elements of `t`, mutably, and of `src`.
+fn with_slices_mut<T: Float, R>(
+    t: &Tensor,
+    src: &Tensor,
+    op: &'static str,
+    f: impl FnOnce(&mut [T], &[T]) -> candle::Result<R>,
+) -> candle::Result<R> {
+    let lend = Lend::new(op, f);
+    t.inplace_op2(src, &lend)?;
+    lend.result()
 }
 
 /// True when `tensors` are CPU tensors of one float dtype and one shape,
@@ -191,95 +266,23 @@ fn adam_kernel<T: Float>(s: &AdamStep, theta: &mut [T], m: &mut [T], v: &mut [T]
     sum_sq
 }
 
-struct AdamOnTheta<'a> {
-    m: &'a Tensor,
-    v: &'a Tensor,
-    step: AdamStep,
-    sum_sq: &'a Cell<f64>,
-}
-
-struct AdamOnM<'a, T> {
-    theta: Cell<Option<&'a mut [T]>>,
-    g: &'a [T],
-    v: &'a Tensor,
-    step: AdamStep,
-    sum_sq: &'a Cell<f64>,
-}
-
-struct AdamOnV<'a, T> {
-    theta: Cell<Option<&'a mut [T]>>,
-    m: Cell<Option<&'a mut [T]>>,
-    g: &'a [T],
-    step: AdamStep,
-    sum_sq: &'a Cell<f64>,
-}
-
 const ADAM: &str = "deepgen-fused-adam";
 
-impl AdamOnTheta<'_> {
-    fn run<T: Float>(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
-        let next = AdamOnM {
-            theta: Cell::new(Some(slice_mut::<T>(theta, lt, ADAM)?)),
-            g: slice::<T>(g, lg, ADAM)?,
-            v: self.v,
-            step: self.step,
-            sum_sq: self.sum_sq,
-        };
-        self.m.inplace_op1(&next)
-    }
-}
-
-impl InplaceOp2 for AdamOnTheta<'_> {
-    fn name(&self) -> &'static str {
-        ADAM
-    }
-
-    fn cpu_fwd(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
-        match theta {
-            CpuStorage::F32(_) => self.run::<f32>(theta, lt, g, lg),
-            CpuStorage::F64(_) => self.run::<f64>(theta, lt, g, lg),
-            _ => bail!("{ADAM}: only f32 and f64 parameters are supported"),
-        }
-    }
-}
-
-impl<T: Float> InplaceOp1 for AdamOnM<'_, T> {
-    fn name(&self) -> &'static str {
-        ADAM
-    }
-
-    fn cpu_fwd(&self, m: &mut CpuStorage, lm: &Layout) -> candle::Result<()> {
-        let next = AdamOnV {
-            theta: Cell::new(self.theta.take()),
-            m: Cell::new(Some(slice_mut::<T>(m, lm, ADAM)?)),
-            g: self.g,
-            step: self.step,
-            sum_sq: self.sum_sq,
-        };
-        self.v.inplace_op1(&next)
-    }
-}
-
-impl<T: Float> InplaceOp1 for AdamOnV<'_, T> {
-    fn name(&self) -> &'static str {
-        ADAM
-    }
-
-    fn cpu_fwd(&self, v: &mut CpuStorage, lv: &Layout) -> candle::Result<()> {
-        let (Some(theta), Some(m)) = (self.theta.take(), self.m.take()) else {
-            bail!("{ADAM}: applied twice")
-        };
-        let v = slice_mut::<T>(v, lv, ADAM)?;
-        if theta.len() != self.g.len() || m.len() != self.g.len() || v.len() != self.g.len() {
-            bail!("{ADAM}: parameter, gradient and state lengths differ")
-        }
-        let step = self.step;
-        let sum_sq = for_chunks([theta, m, v], self.g, move |[theta, m, v], g| {
-            adam_kernel(&step, theta, m, v, g)
-        });
-        self.sum_sq.set(sum_sq);
-        Ok(())
-    }
+/// [`adam_in_place`] for parameters of element type `T`: the op on θ
+/// (reading `g`) runs the one on `m`, which runs the one on `v`.
+fn adam<T: Float>(theta: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, step: AdamStep) -> candle::Result<f64> {
+    with_slices_mut::<T, _>(theta, g, ADAM, |theta, g| {
+        with_slice_mut::<T, _>(m, ADAM, |m| {
+            with_slice_mut::<T, _>(v, ADAM, |v| {
+                if theta.len() != g.len() || m.len() != g.len() || v.len() != g.len() {
+                    bail!("{ADAM}: parameter, gradient and state lengths differ")
+                }
+                Ok(for_chunks([theta, m, v], g, move |[theta, m, v], g| {
+                    adam_kernel(&step, theta, m, v, g)
+                }))
+            })
+        })
+    })
 }
 
 /// One fused Adam/AdamW update of `theta` and its moments `m`, `v` from the
@@ -297,17 +300,13 @@ pub(crate) fn adam_in_place(
         return Ok(None);
     }
     let g = own_contiguous(g, theta)?;
-    let sum_sq = Cell::new(0.0);
-    theta.inplace_op2(
-        &g,
-        &AdamOnTheta {
-            m,
-            v,
-            step: *step,
-            sum_sq: &sum_sq,
-        },
-    )?;
-    Ok(Some(sum_sq.get()))
+    // `fusable`: f32 or f64.
+    let sum_sq = if theta.dtype() == DType::F32 {
+        adam::<f32>(theta, m, v, &g, *step)?
+    } else {
+        adam::<f64>(theta, m, v, &g, *step)?
+    };
+    Ok(Some(sum_sq))
 }
 
 /// The scalars of one SGD step.
@@ -357,74 +356,29 @@ fn sgd_kernel<T: Float>(s: &SgdStep, theta: &mut [T], buffer: Option<&mut [T]>, 
     0.0
 }
 
-struct SgdOnTheta<'a> {
-    buffer: Option<&'a Tensor>,
-    step: SgdStep,
-}
-
-struct SgdOnBuffer<'a, T> {
-    theta: Cell<Option<&'a mut [T]>>,
-    g: &'a [T],
-    step: SgdStep,
-}
-
 const SGD: &str = "deepgen-fused-sgd";
 
-impl SgdOnTheta<'_> {
-    fn run<T: Float>(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
-        let theta = slice_mut::<T>(theta, lt, SGD)?;
-        let g = slice::<T>(g, lg, SGD)?;
+/// [`sgd_in_place`] for parameters of element type `T`: the op on θ
+/// (reading `g`) runs the one on the momentum buffer, if any.
+fn sgd<T: Float>(theta: &Tensor, buffer: Option<&Tensor>, g: &Tensor, step: SgdStep) -> candle::Result<()> {
+    with_slices_mut::<T, _>(theta, g, SGD, |theta, g| {
         if theta.len() != g.len() {
             bail!("{SGD}: parameter and gradient lengths differ")
         }
-        match self.buffer {
-            None => {
-                let step = self.step;
-                for_chunks([theta], g, move |[theta], g| sgd_kernel(&step, theta, None, g));
-                Ok(())
-            }
-            Some(buffer) => buffer.inplace_op1(&SgdOnBuffer {
-                theta: Cell::new(Some(theta)),
-                g,
-                step: self.step,
-            }),
-        }
-    }
-}
-
-impl InplaceOp2 for SgdOnTheta<'_> {
-    fn name(&self) -> &'static str {
-        SGD
-    }
-
-    fn cpu_fwd(&self, theta: &mut CpuStorage, lt: &Layout, g: &CpuStorage, lg: &Layout) -> candle::Result<()> {
-        match theta {
-            CpuStorage::F32(_) => self.run::<f32>(theta, lt, g, lg),
-            CpuStorage::F64(_) => self.run::<f64>(theta, lt, g, lg),
-            _ => bail!("{SGD}: only f32 and f64 parameters are supported"),
-        }
-    }
-}
-
-impl<T: Float> InplaceOp1 for SgdOnBuffer<'_, T> {
-    fn name(&self) -> &'static str {
-        SGD
-    }
-
-    fn cpu_fwd(&self, buffer: &mut CpuStorage, lb: &Layout) -> candle::Result<()> {
-        let Some(theta) = self.theta.take() else {
-            bail!("{SGD}: applied twice")
+        let Some(buffer) = buffer else {
+            for_chunks([theta], g, move |[theta], g| sgd_kernel(&step, theta, None, g));
+            return Ok(());
         };
-        let buffer = slice_mut::<T>(buffer, lb, SGD)?;
-        if buffer.len() != self.g.len() {
-            bail!("{SGD}: buffer and gradient lengths differ")
-        }
-        let step = self.step;
-        for_chunks([theta, buffer], self.g, move |[theta, buffer], g| {
-            sgd_kernel(&step, theta, Some(buffer), g)
-        });
-        Ok(())
-    }
+        with_slice_mut::<T, _>(buffer, SGD, |buffer| {
+            if buffer.len() != g.len() {
+                bail!("{SGD}: buffer and gradient lengths differ")
+            }
+            for_chunks([theta, buffer], g, move |[theta, buffer], g| {
+                sgd_kernel(&step, theta, Some(buffer), g)
+            });
+            Ok(())
+        })
+    })
 }
 
 /// One fused SGD update of `theta` (and its momentum `buffer` when given)
@@ -441,7 +395,12 @@ pub(crate) fn sgd_in_place(
         return Ok(false);
     }
     let g = own_contiguous(g, theta)?;
-    theta.inplace_op2(&g, &SgdOnTheta { buffer, step: *step })?;
+    // `fusable`: f32 or f64.
+    if theta.dtype() == DType::F32 {
+        sgd::<f32>(theta, buffer, &g, *step)?;
+    } else {
+        sgd::<f64>(theta, buffer, &g, *step)?;
+    }
     Ok(true)
 }
 

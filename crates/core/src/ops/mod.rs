@@ -29,7 +29,7 @@
 //! element-wise ops so that its spinning pool does not fight rayon's.
 
 pub mod conv;
-mod im2col;
+pub(crate) mod im2col;
 pub(crate) mod inplace;
 pub mod pointwise;
 pub mod pool;
@@ -40,6 +40,7 @@ pub use pointwise::{add_channel_bias, bias_relu, relu};
 pub use pool::max_pool2d;
 pub use runtime::{prepare_cpu_training, reuse_freed_memory};
 
+use candle::{CpuStorage, DType, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
 /// Below this many elements an element-wise kernel runs on the calling
@@ -62,5 +63,120 @@ pub(crate) fn for_each_chunk<T: Send>(
         data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     } else {
         data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// What a custom op's CPU forward pass returns: the result's storage and
+/// shape (named so that `cpu_fwd` signatures fit on one line).
+pub(crate) type CpuForward = candle::Result<(CpuStorage, Shape)>;
+
+/// True when the CPU kernels here handle these operands: all on the CPU, of
+/// one dtype, `f32` or `f64`. Anything else (CUDA, Metal, half precision)
+/// goes to Candle's own op.
+pub(crate) fn fast_path(operands: &[&Tensor]) -> bool {
+    let dtype = operands[0].dtype();
+    matches!(dtype, DType::F32 | DType::F64) && operands.iter().all(|t| t.device().is_cpu() && t.dtype() == dtype)
+}
+
+/// The elements of a contiguous operand. The public ops make every operand
+/// contiguous before applying a kernel, so the error is an internal one.
+pub(crate) fn contiguous_slice<'a, T: WithDType>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle::Result<&'a [T]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("{op}: operand is not contiguous")
+    };
+    Ok(&storage.as_slice::<T>()?[start..end])
+}
+
+/// Runs a kernel written once for `f32` and `f64` (closures cannot be
+/// generic, so the body is expanded for each type): binds each `$x` to the
+/// contiguous elements of CPU operand `($storage, $layout)`, all of one
+/// float dtype, and wraps the `Vec` that `$body` returns as the result's
+/// storage. Other dtypes are an error naming `$op`.
+macro_rules! map_floats {
+    ($op:expr, |$x:ident = ($s:expr, $l:expr)| $body:expr) => {{
+        let op: &str = $op;
+        match $s {
+            ::candle::CpuStorage::F32(_) => {
+                let $x = $crate::ops::contiguous_slice::<f32>($s, $l, op)?;
+                ::candle::CpuStorage::F32($body)
+            }
+            ::candle::CpuStorage::F64(_) => {
+                let $x = $crate::ops::contiguous_slice::<f64>($s, $l, op)?;
+                ::candle::CpuStorage::F64($body)
+            }
+            _ => ::candle::bail!("{}: only f32 and f64 are supported", op),
+        }
+    }};
+    ($op:expr, |$x:ident = ($s1:expr, $l1:expr), $y:ident = ($s2:expr, $l2:expr)| $body:expr) => {{
+        let op: &str = $op;
+        match ($s1, $s2) {
+            (::candle::CpuStorage::F32(_), ::candle::CpuStorage::F32(_)) => {
+                let $x = $crate::ops::contiguous_slice::<f32>($s1, $l1, op)?;
+                let $y = $crate::ops::contiguous_slice::<f32>($s2, $l2, op)?;
+                ::candle::CpuStorage::F32($body)
+            }
+            (::candle::CpuStorage::F64(_), ::candle::CpuStorage::F64(_)) => {
+                let $x = $crate::ops::contiguous_slice::<f64>($s1, $l1, op)?;
+                let $y = $crate::ops::contiguous_slice::<f64>($s2, $l2, op)?;
+                ::candle::CpuStorage::F64($body)
+            }
+            _ => ::candle::bail!("{}: only f32 and f64 operands of one dtype are supported", op),
+        }
+    }};
+}
+pub(crate) use map_floats;
+
+/// Helpers shared by the kernels' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle::{DType, Tensor};
+    use proptest::prelude::*;
+
+    /// The elements of `t`, flattened, as `f64`.
+    pub(crate) fn flat(t: &Tensor) -> Vec<f64> {
+        t.flatten_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    }
+
+    /// `max|a − b| / max|b|` over the elements (the scale at least 1e-12).
+    pub(crate) fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
+        let scale = b.iter().fold(1e-12f64, |m, x| m.max(x.abs()));
+        a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    /// [`max_rel_err`] of two tensors of one shape.
+    pub(crate) fn rel_err(ours: &Tensor, reference: &Tensor) -> f64 {
+        assert_eq!(ours.dims(), reference.dims());
+        max_rel_err(&flat(ours), &flat(reference))
+    }
+
+    /// Fails the property case unless each of the value and the two
+    /// gradients in `ours` is within `tol` ([`rel_err`]) of `reference`'s;
+    /// `names` label the three in the message, with `case`.
+    pub(crate) fn prop_close(
+        ours: &(Tensor, Tensor, Tensor),
+        reference: &(Tensor, Tensor, Tensor),
+        names: [&str; 3],
+        tol: f64,
+        case: impl std::fmt::Debug,
+    ) -> Result<(), TestCaseError> {
+        let pairs = [
+            (&ours.0, &reference.0),
+            (&ours.1, &reference.1),
+            (&ours.2, &reference.2),
+        ];
+        for (what, (a, b)) in names.into_iter().zip(pairs) {
+            let err = rel_err(a, b);
+            prop_assert!(err <= tol, "{what}: relative error {err:e} for {case:?}");
+        }
+        Ok(())
     }
 }

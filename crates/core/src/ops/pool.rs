@@ -21,8 +21,8 @@
 //! matching "gather" `∂y'[w] = D[argmax w]`, whose derivative is the scatter
 //! again, so the pair is closed under differentiation like the convolutions.
 
-use super::{PARALLEL_MIN, for_each_chunk};
-use candle::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType, bail};
+use super::{CpuForward, PARALLEL_MIN, fast_path, for_each_chunk, map_floats};
+use candle::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
@@ -54,14 +54,6 @@ struct PoolGrad {
     kernel: usize,
     direction: Direction,
     offsets: Option<Arc<Vec<u8>>>,
-}
-
-fn contiguous<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> candle::Result<&'a [T]> {
-    let data = storage.as_slice::<T>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("deepgen max_pool2d: operand is not contiguous"),
-    }
 }
 
 /// Sizes of one pooled plane: input `h × w`, output `oh × ow`.
@@ -225,24 +217,17 @@ impl CustomOp1 for MaxPool {
         "deepgen-max-pool2d"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CpuForward {
         let dims = layout.shape().dims4()?;
         let p = Plane::new(dims, self.kernel);
         let planes = dims.0 * dims.1;
-        let (out, offsets) = match storage {
-            CpuStorage::F32(_) => {
-                let (values, offsets) = max_pool(p, planes, contiguous::<f32>(storage, layout)?);
-                (CpuStorage::F32(values), offsets)
-            }
-            CpuStorage::F64(_) => {
-                let (values, offsets) = max_pool(p, planes, contiguous::<f64>(storage, layout)?);
-                (CpuStorage::F64(values), offsets)
-            }
-            _ => bail!("deepgen max_pool2d: only f32 and f64 are supported"),
-        };
-        // A second forward through the same op value (never done by
-        // `max_pool2d`) would find the cell full and keep the first offsets.
-        let _ = self.offsets.set(Arc::new(offsets));
+        let out = map_floats!("deepgen max_pool2d", |x = (storage, layout)| {
+            let (values, offsets) = max_pool(p, planes, x);
+            // A second forward through the same op value (never done by
+            // `max_pool2d`) would find the cell full and keep the first offsets.
+            let _ = self.offsets.set(Arc::new(offsets));
+            values
+        });
         Ok((out, Shape::from((dims.0, dims.1, p.oh, p.ow))))
     }
 
@@ -285,13 +270,7 @@ impl CustomOp2 for PoolGrad {
         }
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CpuForward {
         let dims = l1.shape().dims4()?;
         let p = Plane::new(dims, self.kernel);
         let planes = dims.0 * dims.1;
@@ -308,15 +287,7 @@ impl CustomOp2 for PoolGrad {
                 l2.shape()
             )
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(self.run(p, planes, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(self.run(p, planes, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?))
-            }
-            _ => bail!("{}: only f32 and f64 operands of one dtype are supported", self.name()),
-        };
+        let out = map_floats!(self.name(), |x = (s1, l1), z = (s2, l2)| self.run(p, planes, x, z));
         Ok((out, Shape::from(out_shape)))
     }
 
@@ -364,7 +335,7 @@ pub fn max_pool2d(xs: &Tensor, kernel_size: usize) -> candle::Result<Tensor> {
     if h < kernel_size || w < kernel_size {
         bail!("max_pool2d: kernel size {kernel_size} is larger than the input size {h}x{w}")
     }
-    if !xs.device().is_cpu() || !matches!(xs.dtype(), DType::F32 | DType::F64) || kernel_size > MAX_FAST_KERNEL {
+    if !fast_path(&[xs]) || kernel_size > MAX_FAST_KERNEL {
         return xs.max_pool2d(kernel_size);
     }
     xs.contiguous()?.apply_op1(MaxPool {
@@ -376,27 +347,14 @@ pub fn max_pool2d(xs: &Tensor, kernel_size: usize) -> candle::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::test_util::{flat, max_rel_err, rel_err};
     use crate::rng::{randn, rng_from_seed};
-    use candle::{Device, Var};
+    use candle::{DType, Device, Var};
     use proptest::prelude::*;
 
     /// Largest allowed relative error (both sides select the same elements,
     /// so the match is exact up to the sum of `Σ pool(x) ⊙ r`).
     const REL_TOL: f64 = 1e-6;
-
-    fn flat(t: &Tensor) -> Vec<f64> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    }
-
-    fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-        let scale = b.iter().fold(1e-12f64, |m, x| m.max(x.abs()));
-        a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((x - y).abs())) / scale
-    }
 
     /// PyTorch's max-pool gradient by its definition: each window's gradient
     /// goes to the first maximum in row-major order.
@@ -432,15 +390,12 @@ mod tests {
         let xs = Var::from_tensor(&xs).unwrap();
         let ys = max_pool2d(&xs, k).unwrap();
         let reference = xs.max_pool2d(k).unwrap();
-        prop_assert!(
-            rel_err(&flat(&ys), &flat(&reference)) <= REL_TOL,
-            "value for {dims:?}, k {k}"
-        );
+        prop_assert!(rel_err(&ys, &reference) <= REL_TOL, "value for {dims:?}, k {k}");
         let r = randn(&mut rng_from_seed(seed ^ 7), ys.shape(), &Device::Cpu).unwrap();
         let grads = (&ys * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let expected = reference_gradient(&flat(&xs), dims, k, &flat(&r));
         let got = flat(grads.get(&xs).unwrap());
-        prop_assert!(rel_err(&got, &expected) <= REL_TOL, "gradient for {dims:?}, k {k}");
+        prop_assert!(max_rel_err(&got, &expected) <= REL_TOL, "gradient for {dims:?}, k {k}");
         Ok(())
     }
 
@@ -506,7 +461,7 @@ mod tests {
         let rhs = (&expected * g.as_tensor())?.sum_all()?.to_scalar::<f32>()?;
         assert!((lhs.to_scalar::<f32>()? - rhs).abs() < 1e-4);
         let grad = lhs.backward()?.get(&g).unwrap().clone();
-        assert!(rel_err(&flat(&grad), &flat(&expected)) < 1e-6);
+        assert!(rel_err(&grad, &expected) < 1e-6);
         Ok(())
     }
 
