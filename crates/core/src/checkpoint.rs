@@ -84,15 +84,21 @@ impl Checkpoint {
     }
 
     /// Writes the checkpoint atomically: to `<path>.tmp`, flushed to disk, then
-    /// renamed over `path`.
+    /// renamed over `path`. Any checkpoint saves, an empty one included, and
+    /// [`Checkpoint::load`] reads it back.
     pub fn save(&self, path: &Path) -> Result<()> {
         let tensors: Vec<(&String, Tensor)> = self
             .tensors
             .iter()
             .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
             .collect::<candle::Result<_>>()?;
-        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::Checkpoint {
+        // No metadata is `None`, not an empty map: for an empty map and no
+        // tensors, safetensors 0.8 tells serde_json the header has 0 entries,
+        // so it writes `{}` and then the `__metadata__` entry after it, a
+        // header that no reader (its own included) accepts.
+        let metadata =
+            (!self.metadata.is_empty()).then(|| self.metadata.clone().into_iter().collect::<HashMap<String, String>>());
+        let bytes = safetensors::serialize(tensors, metadata).map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             reason: format!("cannot serialise: {e}"),
         })?;
@@ -221,6 +227,25 @@ mod tests {
             .flatten_all()?
             .to_vec1::<f32>()?;
         assert_eq!(before, after);
+        Ok(())
+    }
+
+    /// A checkpoint with nothing in it (a step with no state) saves and loads
+    /// back empty; so does one with metadata only.
+    #[test]
+    fn empty_checkpoint_round_trips() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("empty.safetensors");
+        Checkpoint::default().save(&path)?;
+        let loaded = Checkpoint::load(&path, &Device::Cpu)?;
+        assert!(loaded.tensors.is_empty() && loaded.metadata.is_empty(), "{loaded:?}");
+
+        let mut only_metadata = Checkpoint::default();
+        only_metadata.metadata.insert("epoch".into(), "2".into());
+        only_metadata.save(&path)?;
+        let loaded = Checkpoint::load(&path, &Device::Cpu)?;
+        assert!(loaded.tensors.is_empty());
+        assert_eq!(loaded.metadata, only_metadata.metadata);
         Ok(())
     }
 
