@@ -3,13 +3,17 @@
 //! flags and [`TrainRun`] (run directory checks, data loading with a message
 //! that says how to fetch the data, the device, `config.toml`, core's loop
 //! with per-epoch lines, the closing lines), training batches, the
-//! checkpoint of an evaluated run, progress bars and PNG pictures.
+//! checkpoint of an evaluated run, progress bars and PNG pictures; for image
+//! models, training with pictures ([`train_with_pictures`], [`Pictured`])
+//! and the importance-sampled likelihood evaluation ([`LikelihoodEvalArgs`]).
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use deepgen_core::candle::{Device, Tensor};
+use deepgen_core::candle::{DType, Device, Tensor};
+use deepgen_core::candle_nn::VarMap;
+use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
-use deepgen_core::{AdamConfig, DeviceChoice, StdRng};
+use deepgen_core::{AdamConfig, Checkpoint, DeviceChoice, Metrics, StdRng};
 use deepgen_data::{Batch, Batcher, BatcherConfig, Dataset, Mnist, save_image_grid, save_line_plot_png};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -349,8 +353,8 @@ fn positive(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
-/// `--lr`: a positive finite number.
-fn positive_f64(text: &str) -> std::result::Result<f64, String> {
+/// `--lr` and other rates and periods: a positive finite number.
+pub fn positive_f64(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
         _ => Err(format!("`{text}` is not a positive number")),
@@ -551,11 +555,33 @@ pub fn save_grid_png(images: &Tensor, n_cols: usize, path: &Path) -> Result<()> 
     save_image_grid(images, n_cols, path).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
+/// The text of the run's `metrics.csv`.
+fn metrics_text(run_dir: &Path) -> Result<String> {
+    let path = run_dir.join(METRICS_FILE);
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+/// Whether the run's `metrics.csv` has the column `name` (false when there
+/// is no such file yet): a resumed run must log the columns it logged
+/// before, which core's loop checks only after an epoch of training.
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn metrics_has_column(run_dir: &Path, name: &str) -> Result<bool> {
+    if !run_dir.join(METRICS_FILE).exists() {
+        return Ok(false);
+    }
+    let text = metrics_text(run_dir)?;
+    Ok(text
+        .lines()
+        .next()
+        .is_some_and(|header| header.split(',').any(|c| c == name)))
+}
+
 /// The `train_loss` and `test_loss` columns of the run's `metrics.csv`, with
 /// one value per epoch (those it has).
 fn loss_history(run_dir: &Path) -> Result<Vec<(String, Vec<f64>)>> {
-    let path = run_dir.join(METRICS_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let text = metrics_text(run_dir)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let rows: Vec<Vec<f64>> = lines
@@ -594,6 +620,335 @@ pub fn say_pictures(pictures: &[PathBuf]) {
     if !pictures.is_empty() {
         let names: Vec<String> = pictures.iter().map(|p| p.display().to_string()).collect();
         say(&format!("pictures: {}", names.join(", ")));
+    }
+}
+
+/// Test images per column of the reconstruction picture (pytorch/examples: 8).
+const N_RECONSTRUCTIONS: usize = 8;
+/// Prior samples in the 8 × 8 samples picture (pytorch/examples: 64).
+const N_SAMPLES: usize = 64;
+/// Pairs of test digits and steps per pair of the interpolation picture.
+const INTERPOLATION: (usize, usize) = (6, 10);
+/// Points per side of the 2-D latent manifold.
+pub const MANIFOLD_SIDE: usize = 20;
+/// Batch size of test-set evaluation.
+pub const EVAL_BATCH: usize = 128;
+/// Stream of the run seed that draws the prior samples of the pictures.
+const PICTURE_STREAM: u64 = 1 << 40;
+
+/// What the picture writer needs from a model of images (the VAE, the
+/// autoencoders, the hierarchical VAE).
+pub trait Pictured {
+    /// Reconstructions of `xs` in data space.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor>;
+    /// Decoder means of prior samples from standard-normal noise `eps`
+    /// `[n, noise_dim]` (`None`: no prior).
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>>;
+    /// Standard-normal values one prior sample takes: the latent dims (all
+    /// layers' for a hierarchical model).
+    fn noise_dim(&self) -> usize;
+    /// Decoded points on the latent line from `x_a` to `x_b` in `n_steps`.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor>;
+    /// The decoded [`MANIFOLD_SIDE`]² grid of a 2-D latent (`None`: no
+    /// manifold picture).
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn manifold(&self) -> Result<Option<Tensor>>;
+}
+
+/// A training step that writes the per-epoch pictures after its evaluation:
+/// `reconstructions_epoch_XX.png` (test originals above, reconstructions
+/// below) and, for a model with a prior, `samples_epoch_XX.png` (the same
+/// noise every epoch, so that the pictures show training progress).
+#[derive(Debug)]
+pub struct WithPictures<S> {
+    inner: S,
+    run_dir: PathBuf,
+    /// The first test images, shown with their reconstructions.
+    originals: Tensor,
+    /// Prior noise of the samples picture, the same every epoch.
+    sample_eps: Tensor,
+}
+
+impl<S: Pictured> WithPictures<S> {
+    fn new(inner: S, run_dir: &Path, test_images: &Tensor, seed: u64) -> Result<Self> {
+        let n = N_RECONSTRUCTIONS.min(test_images.dim(0)?);
+        let sample_eps = randn(
+            &mut derived_rng(seed, PICTURE_STREAM),
+            (N_SAMPLES, inner.noise_dim()),
+            test_images.device(),
+        )?;
+        Ok(Self {
+            inner,
+            run_dir: run_dir.to_path_buf(),
+            originals: test_images.narrow(0, 0, n)?,
+            sample_eps,
+        })
+    }
+
+    fn save_pictures(&self, epoch: usize) -> Result<()> {
+        let recon = self.inner.reconstruct(&self.originals)?;
+        let both = Tensor::cat(&[&self.originals, &recon], 0)?;
+        let path = self.run_dir.join(format!("reconstructions_epoch_{epoch:02}.png"));
+        save_grid_png(&both, self.originals.dim(0)?, &path)?;
+        if let Some(samples) = self.inner.generate(&self.sample_eps)? {
+            let path = self.run_dir.join(format!("samples_epoch_{epoch:02}.png"));
+            save_grid_png(&samples, 8, &path)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Pictured + TrainStep<Batch = Tensor>> TrainStep for WithPictures<S> {
+    type Batch = Tensor;
+
+    fn train_step(&mut self, batch: &Tensor, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        self.inner.train_step(batch, rng)
+    }
+
+    fn end_epoch(&mut self, epoch: usize, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        let metrics = self.inner.end_epoch(epoch, rng)?;
+        self.save_pictures(epoch).map_err(|e| core_error(format!("{e:#}")))?;
+        Ok(metrics)
+    }
+
+    fn save_state(&self, checkpoint: &mut Checkpoint) -> deepgen_core::Result<()> {
+        self.inner.save_state(checkpoint)
+    }
+
+    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> deepgen_core::Result<()> {
+        self.inner.load_state(checkpoint, path)
+    }
+}
+
+/// The end-of-run pictures: loss curve, interpolation and (2-D latent) manifold.
+fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Pictured) -> Result<Vec<PathBuf>> {
+    let mut written: Vec<PathBuf> = save_loss_curve(run_dir)?.into_iter().collect();
+    let (pairs, steps) = INTERPOLATION;
+    let pairs = pairs.min(test_images.dim(0)? / 2);
+    if pairs > 0 {
+        let mut rows = Vec::with_capacity(pairs);
+        for p in 0..pairs {
+            let a = test_images.narrow(0, 2 * p, 1)?;
+            let b = test_images.narrow(0, 2 * p + 1, 1)?;
+            rows.push(model.interpolate(&a, &b, steps)?);
+        }
+        let path = run_dir.join("interpolation.png");
+        save_grid_png(&Tensor::cat(&rows, 0)?, steps, &path)?;
+        written.push(path);
+    }
+    if let Some(grid) = model.manifold()? {
+        let path = run_dir.join("manifold.png");
+        save_grid_png(&grid, MANIFOLD_SIDE, &path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// `(1.23 s of training per epoch), test loss 101.2345 nats` for the closing
+/// line.
+fn done_summary(records: &[EpochRecord]) -> String {
+    let mean_train = records.iter().map(|r| r.train_seconds).sum::<f64>() / records.len().max(1) as f64;
+    let test = records
+        .last()
+        .and_then(|r| r.eval.get("test_loss"))
+        .map_or_else(String::new, |t| format!(", test loss {t:.4} nats"));
+    format!(" ({mean_train:.2} s of training per epoch){test}")
+}
+
+/// The data an image model trains on, on the run's device.
+#[derive(Debug)]
+pub struct ImageData {
+    /// The opened `--device`.
+    pub device: Device,
+    /// The data set as loaded (on the CPU).
+    pub data: Mnist,
+    /// Its test images on the device, what the model is evaluated on.
+    pub test_images: Tensor,
+    /// The shuffled training batches (`n_batches()` is an epoch's steps).
+    pub batches: ImageBatches,
+}
+
+/// What a model's train command builds for [`train_with_pictures`].
+#[derive(Debug)]
+pub struct PicturedModel<S> {
+    /// The training step (the model with its optimizer and test set).
+    pub step: S,
+    /// The model's entries of `config.toml`.
+    pub config: Vec<(&'static str, ConfigValue)>,
+    /// The lines that introduce the run.
+    pub headline: Vec<String>,
+}
+
+/// A `deepgen train <model>` of an image model, once its options are
+/// checked: opens the device, loads the data, lets `build` make the model
+/// from them, trains it through [`TrainRun`] with pictures after every epoch
+/// ([`WithPictures`]), then draws the end-of-run pictures (loss curve,
+/// interpolation, manifold) and says where everything is.
+///
+/// # Errors
+/// As the [`TrainRun`] steps and `build`; a picture that cannot be written.
+pub fn train_with_pictures<S>(
+    mut run: TrainRun,
+    build: impl FnOnce(&TrainRun, &ImageData) -> Result<PicturedModel<S>>,
+) -> Result<()>
+where
+    S: Pictured + TrainStep<Batch = Tensor>,
+{
+    let device = run.open_device()?;
+    let data = run.load_data()?;
+    let test_images = data.test_images.to_device(&device)?;
+    let batches = ImageBatches::new(&data.train_images, run.resolved.batch_size, &device)?;
+    let mut input = ImageData {
+        device,
+        data,
+        test_images,
+        batches,
+    };
+    let model = build(&run, &input)?;
+    let mut step = WithPictures::new(model.step, run.run_dir(), &input.test_images, run.args.seed)?;
+
+    run.create_run_dir(model.config)?;
+    for line in &model.headline {
+        run.announce(line);
+    }
+    let Some(records) = run.fit(&mut step, &mut input.batches)? else {
+        return Ok(());
+    };
+    let pictures = final_pictures(run.run_dir(), &input.test_images, &step.inner)?;
+    run.say_done(&records, &done_summary(&records), &[]);
+    say_pictures(&pictures);
+    Ok(())
+}
+
+/// The number of parameters of `varmap`, for the headline.
+pub fn parameter_count(varmap: &VarMap) -> String {
+    group_thousands(varmap.all_vars().iter().map(|v| v.elem_count()).sum())
+}
+
+/// Flags every `deepgen eval <model>` of a latent-variable model shares
+/// (`#[command(flatten)]` them after the model's `--checkpoint`).
+#[derive(Debug, Clone, Args)]
+pub struct LikelihoodEvalArgs {
+    /// Importance samples per test image.
+    #[arg(long, value_name = "K", default_value_t = 1000, value_parser = at_least_one)]
+    pub k: usize,
+    /// Data set whose test split is evaluated.
+    #[arg(long, value_enum, default_value_t = DataArg::Mnist)]
+    pub data: DataArg,
+    /// Folder with the four IDX files [default: data/mnist or data/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate only the first N test images [default: all].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub n_test: Option<usize>,
+    /// Test images per batch.
+    #[arg(long, value_name = "B", default_value_t = 100, value_parser = at_least_one)]
+    pub batch_size: usize,
+    /// Seed of the importance samples.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Device: cpu, cuda, cuda:N, metal or auto.
+    #[arg(long, value_name = "D", default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// A running `deepgen eval <model>`: the test images on the device and the
+/// lines it prints.
+#[derive(Debug)]
+pub struct LikelihoodEval<'a> {
+    args: &'a LikelihoodEvalArgs,
+    images: Tensor,
+    started: Instant,
+}
+
+impl LikelihoodEvalArgs {
+    /// Loads the first `--n-test` test images onto `device` and prints what
+    /// is evaluated: the checkpoint `path`, the `model` (name and
+    /// configuration), the data and `K`.
+    ///
+    /// # Errors
+    /// As [`DataArg::load`].
+    pub fn start(&self, path: &Path, model: &str, device: &Device) -> Result<LikelihoodEval<'_>> {
+        let (dataset, data) = self.data.load(self.data_dir.as_deref())?;
+        let n = self.n_test.map_or(data.n_test(), |n| n.min(data.n_test()));
+        let images = data.test_images.narrow(0, 0, n)?.to_device(device)?;
+        say(&format!(
+            "`{}`: {model}; {dataset} test set, {n} images, K = {} importance samples each",
+            path.display(),
+            self.k
+        ));
+        Ok(LikelihoodEval {
+            args: self,
+            images,
+            started: Instant::now(),
+        })
+    }
+}
+
+impl LikelihoodEval<'_> {
+    /// The test images.
+    pub fn images(&self) -> &Tensor {
+        &self.images
+    }
+
+    /// Prints the mean importance-sampled `log p(x)` over the test images,
+    /// with a progress bar: `estimate(xs, k, rng)` gives the estimate per
+    /// row of a batch `xs`.
+    ///
+    /// # Errors
+    /// The estimator's errors.
+    pub fn log_likelihood(
+        &self,
+        mut estimate: impl FnMut(&Tensor, usize, &mut StdRng) -> Result<Tensor>,
+    ) -> Result<()> {
+        let n = self.images.dim(0)?;
+        let bar = progress_bar(
+            n as u64,
+            "log p(x) [{bar:30}] {pos}/{len} images {msg} ({elapsed}, eta {eta})",
+        );
+        let mut rng = derived_rng(self.args.seed, 0);
+        let (mut sum_ll, mut start) = (0f64, 0);
+        while start < n {
+            let len = self.args.batch_size.min(n - start);
+            let ll = estimate(&self.images.narrow(0, start, len)?, self.args.k, &mut rng)?;
+            sum_ll += ll.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+            start += len;
+            bar.set_position(start as u64);
+            bar.set_message(format!("mean {:.3}", sum_ll / start as f64));
+        }
+        bar.finish_and_clear();
+        say(&format!(
+            "test log-likelihood (importance sampling, K = {}): {:.4} nats per image  ({:.1} s)",
+            self.args.k,
+            sum_ll / n.max(1) as f64,
+            self.started.elapsed().as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// The generator of the ELBO's draws (another stream than the
+    /// importance samples').
+    pub fn elbo_rng(&self) -> StdRng {
+        derived_rng(self.args.seed, 1)
+    }
+
+    /// Prints the ELBO line: `elbo` and its `parts` (`recon 80.1, KL 25.3`).
+    pub fn say_elbo(&self, elbo: f64, parts: &str) {
+        say(&format!(
+            "test ELBO (one sample): {elbo:.4} nats per image ({parts}); total {:.1} s",
+            self.started.elapsed().as_secs_f64()
+        ));
     }
 }
 

@@ -63,6 +63,8 @@ enum TrainModel {
     Vae(commands::vae::TrainArgs),
     /// Train a deterministic autoencoder: plain, linear (PCA) or sparse.
     Ae(commands::vae::AeTrainArgs),
+    /// Train a two-layer hierarchical VAE (the IWAE paper's 784-200-200-100 / 100-100-50 by default).
+    Hvae(commands::hvae::TrainArgs),
 }
 
 /// `deepgen eval <model>`.
@@ -72,6 +74,8 @@ enum EvalModel {
     Cnn(commands::cnn::EvalArgs),
     /// Importance-sampled test log-likelihood and ELBO of a trained VAE.
     Vae(commands::vae::EvalArgs),
+    /// Importance-sampled test log-likelihood and ELBO of a trained hierarchical VAE.
+    Hvae(commands::hvae::EvalArgs),
 }
 
 /// `deepgen cnn <command>`.
@@ -87,10 +91,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TrainModel::Cnn(args) => commands::cnn::train(args),
             TrainModel::Vae(args) => commands::vae::train(args),
             TrainModel::Ae(args) => commands::vae::train_ae(args),
+            TrainModel::Hvae(args) => commands::hvae::train(args),
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(args),
             EvalModel::Vae(args) => commands::vae::eval(args),
+            EvalModel::Hvae(args) => commands::hvae::eval(args),
         },
         Command::Cnn { command } => match command {
             CnnCommand::Summary(args) => commands::cnn::summary(args),

@@ -2,63 +2,13 @@
 //! `deepgen eval cnn`, running the built binary on a tiny synthetic data set
 //! in MNIST's file format (so they need no download).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, write_fake_mnist};
 
 const SEED_SPEC: &str = "INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
 /// Small enough to train in a second: 4×4 average pooling, then 10 logits.
 const TINY_SPEC: &str = "INPUT-28x28x1 AVGPOOL-4 FLATTEN FC-10";
-
-fn deepgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepgen"))
-        .args(args)
-        .output()
-        .expect("the deepgen binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A failure: status 1, `error: …` on stderr, and no panic.
-fn assert_fails_cleanly(output: &Output, needle: &str) {
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
-
-/// Writes the four IDX files of an MNIST-format data set to `dir`: image `i`
-/// has label `i % 10` and a bright band on rows `2·label .. 2·label + 4`.
-fn write_fake_mnist(dir: &Path, n_train: usize, n_test: usize) {
-    let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
-        let mut bytes = magic.to_be_bytes().to_vec();
-        for d in dims {
-            bytes.extend(d.to_be_bytes());
-        }
-        bytes.extend(data);
-        std::fs::write(dir.join(name), bytes).expect("write IDX");
-    };
-    for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
-        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-        let mut pixels = vec![0u8; n * 784];
-        for (i, &label) in labels.iter().enumerate() {
-            for row in 2 * label as usize..2 * label as usize + 4 {
-                for col in 4..24 {
-                    pixels[i * 784 + row * 28 + col] = 255;
-                }
-            }
-        }
-        write(
-            &format!("{prefix}-images-idx3-ubyte"),
-            0x803,
-            &[n as u32, 28, 28],
-            &pixels,
-        );
-        write(&format!("{prefix}-labels-idx1-ubyte"), 0x801, &[n as u32], &labels);
-    }
-}
 
 #[test]
 fn summary_prints_seed_000s_table() {
@@ -90,9 +40,7 @@ fn bad_specs_fail_with_the_token_and_its_position() {
     assert_fails_cleanly(&output, "layer 3 `CONV-3-4` does not fit");
     assert_fails_cleanly(&deepgen(&["cnn", "summary", ""]), "the spec is empty");
     // A flag clap rejects: status 2 and clap's message, still no panic.
-    let output = deepgen(&["train", "cnn", "--batch-size", "0"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(!text(&output.stderr).contains("panicked"));
+    assert_flag_rejected(&deepgen(&["train", "cnn", "--batch-size", "0"]), "--batch-size");
 }
 
 #[test]

@@ -355,9 +355,9 @@ impl Laplace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{gaussian_noise, uniform_noise};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use rand_distr::{Distribution, StandardNormal, Uniform};
 
     const N_MC: usize = 40_000;
     /// Monte Carlo estimates must lie within this many standard errors.
@@ -365,20 +365,6 @@ mod tests {
 
     fn row_values(t: &Tensor) -> Result<Vec<f64>> {
         Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
-    }
-
-    fn gaussian_noise(rng: &mut StdRng, n: usize, d: usize, dev: &Device) -> Result<Tensor> {
-        let values: Vec<f32> = (0..n * d).map(|_| StandardNormal.sample(rng)).collect();
-        Ok(Tensor::from_vec(values, (n, d), dev)?)
-    }
-
-    fn uniform_noise(rng: &mut StdRng, n: usize, d: usize, dev: &Device) -> Result<Tensor> {
-        let dist = Uniform::new(-1.0f32, 1.0).map_err(|e| Error::InvalidArgument {
-            op: "test",
-            reason: e.to_string(),
-        })?;
-        let values: Vec<f32> = (0..n * d).map(|_| dist.sample(rng)).collect();
-        Ok(Tensor::from_vec(values, (n, d), dev)?)
     }
 
     /// Mean and standard error of a sample.

@@ -5,13 +5,19 @@
 //! - [`logsumexp()`] (and [`logsumexp_keepdim`], [`logsumexp_dims`],
 //!   [`logsumexp_all`], [`logsumexp_weighted`]) on Candle tensors, and
 //!   [`logsumexp_f64`], [`logsumexp_f32`], [`logsumexp_weighted_f64`],
-//!   [`logsumexp_signed_f64`] on slices;
+//!   [`logsumexp_signed_f64`] on slices; [`log_mean_exp`], the log of a
+//!   Monte Carlo mean (importance-sampled `log p(x)`, IWAE), with
+//!   [`items_per_chunk`] to bound the memory of its samples;
 //! - stable companions in [`stable`]: [`log_softmax`], [`softmax`],
 //!   [`softplus`] (= [`log1p_exp`]), [`log_sigmoid`], [`log1m_exp`] and
-//!   [`bce_with_logits`];
+//!   [`bce_with_logits`]; [`bce_with_logits_rows`] ([`bce`]), the Bernoulli
+//!   log-likelihood per row as one fused pass, what every Bernoulli decoder
+//!   is scored with;
 //! - distributions on tensors in [`distributions`]: [`DiagGaussian`],
 //!   [`Bernoulli`], [`Laplace`], with reparameterized samples whose noise is
 //!   an argument, log-densities, entropies and closed-form KL divergences;
+//! - [`line_between`], the straight line between two codes of a latent
+//!   interpolation;
 //! - discrete divergences in [`divergence`]: [`kl_divergence`] and the
 //!   f-divergences of [`FDivergence`] by their generators.
 //!
@@ -55,18 +61,24 @@
 //! cannot be seeded, SPEC §11).
 #![deny(missing_docs)]
 
+pub mod bce;
 pub mod distributions;
 pub mod divergence;
 pub mod error;
+pub mod interpolate;
 pub mod logsumexp;
 pub mod stable;
+#[cfg(test)]
+mod testing;
 
+pub use bce::bce_with_logits_rows;
 pub use distributions::{Bernoulli, DiagGaussian, Laplace};
 pub use divergence::{FDivergence, entropy, f_divergence, kl_divergence};
 pub use error::{Error, Result};
+pub use interpolate::line_between;
 pub use logsumexp::{
-    logsumexp, logsumexp_all, logsumexp_dims, logsumexp_f32, logsumexp_f64, logsumexp_keepdim, logsumexp_signed_f64,
-    logsumexp_weighted, logsumexp_weighted_f64,
+    CHUNK_ELEMENTS, items_per_chunk, log_mean_exp, logsumexp, logsumexp_all, logsumexp_dims, logsumexp_f32,
+    logsumexp_f64, logsumexp_keepdim, logsumexp_signed_f64, logsumexp_weighted, logsumexp_weighted_f64,
 };
 pub use stable::{
     bce_with_logits, bce_with_logits_elementwise, bce_with_logits_sum, expm1, log_sigmoid, log_softmax, log1m_exp,

@@ -135,6 +135,48 @@ pub fn logsumexp_all(x: &Tensor) -> Result<Tensor> {
     logsumexp_dims(x, &dims, false)
 }
 
+/// `log ((1/K) Σ_k e^{x_k})` over dim 0: `[K, batch]` → `[batch]`, the
+/// logarithm of a Monte Carlo mean of `K` terms given by their logarithms,
+/// `logsumexp_k x_k − log K`. Of importance weights it is the IWAE bound's
+/// integrand and the importance-sampled `log p(x)`; it stays in log space
+/// because the terms themselves underflow (`log p(x|z)` of an MNIST digit
+/// is about −100 nats). A column of `−∞` gives `−∞`.
+///
+/// ```
+/// use candle::{Device, Tensor};
+/// // The mean of e^0 and e^{ln 3} is 2.
+/// let x = Tensor::new(&[[0f64], [3f64.ln()]], &Device::Cpu)?;
+/// let m = deepgen_numerics::log_mean_exp(&x)?.to_vec1::<f64>()?;
+/// assert!((m[0] - 2f64.ln()).abs() < 1e-12);
+/// # Ok::<(), deepgen_numerics::Error>(())
+/// ```
+///
+/// # Errors
+/// A Candle error for `x` not of rank 2; [`Error::InvalidArgument`] for
+/// `K = 0` (the mean of no samples).
+pub fn log_mean_exp(x: &Tensor) -> Result<Tensor> {
+    let (k, _batch) = x.dims2()?;
+    if k == 0 {
+        return Err(Error::InvalidArgument {
+            op: "log_mean_exp",
+            reason: "K = 0: at least one sample is needed".into(),
+        });
+    }
+    Ok((logsumexp(x, 0)? - (k as f64).ln())?)
+}
+
+/// At most this many values (`samples × batch × width`, 16 MiB of `f32`) per
+/// chunk when the `K` terms of a [`log_mean_exp`] are computed chunk by chunk
+/// (a decoder pass per importance sample): memory stays bounded for any `K`.
+pub const CHUNK_ELEMENTS: usize = 1 << 22;
+
+/// How many items of `item_elements` values each fit in one chunk of
+/// [`CHUNK_ELEMENTS`], at least 1: samples per chunk for a batch (`item_elements
+/// = batch × width`), or rows per batch for `K` samples (`K × width`).
+pub fn items_per_chunk(item_elements: usize) -> usize {
+    (CHUNK_ELEMENTS / item_elements.max(1)).max(1)
+}
+
 /// Weighted `log Σ_i b_i e^{x_i}` over `dim` for non-negative weights `b`.
 ///
 /// Computed as `logsumexp(x + log b)` with terms where `b_i = 0` dropped even
@@ -392,6 +434,43 @@ mod tests {
 
     fn cpu() -> Device {
         Device::Cpu
+    }
+
+    // ---- log_mean_exp ----
+
+    #[test]
+    fn log_mean_exp_of_equal_terms_is_the_term() -> Result<()> {
+        // Three equal terms per column, far below where e^x underflows.
+        let x = Tensor::new(&[[-1000f32, 5.0], [-1000.0, 5.0], [-1000.0, 5.0]], &cpu())?;
+        let m = log_mean_exp(&x)?.to_vec1::<f32>()?;
+        assert!((m[0] + 1000.0).abs() < 1e-3 && (m[1] - 5.0).abs() < 1e-5, "{m:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn log_mean_exp_matches_the_mean_and_handles_neg_inf() -> Result<()> {
+        // Column 0: mean(e^0, e^{ln 3}) = 2; column 1: no mass at all.
+        let x = Tensor::new(&[[0f64, NEG_INF], [3f64.ln(), NEG_INF]], &cpu())?;
+        let m = log_mean_exp(&x)?.to_vec1::<f64>()?;
+        assert!((m[0] - LN_2).abs() < 1e-12, "{m:?}");
+        assert_eq!(m[1], NEG_INF);
+        Ok(())
+    }
+
+    #[test]
+    fn log_mean_exp_rejects_no_samples_and_other_ranks() -> Result<()> {
+        let empty = Tensor::zeros((0, 3), DType::F32, &cpu())?;
+        let err = log_mean_exp(&empty).map(|_| ());
+        assert!(matches!(err, Err(Error::InvalidArgument { .. })), "{err:?}");
+        assert!(log_mean_exp(&Tensor::zeros(3, DType::F32, &cpu())?).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn chunks_hold_at_least_one_item() {
+        assert_eq!(items_per_chunk(0), CHUNK_ELEMENTS);
+        assert_eq!(items_per_chunk(100 * 784), CHUNK_ELEMENTS / 78_400);
+        assert_eq!(items_per_chunk(CHUNK_ELEMENTS + 1), 1);
     }
 
     // ---- slices ----

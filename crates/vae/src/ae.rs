@@ -20,15 +20,14 @@
 //! `k × k` mix, so the comparison is by principal angles between subspaces
 //! ([`principal_angles`]), not by the vectors.
 
-use crate::bce::bce_with_logits_rows;
 use crate::config::{check_non_negative, check_sizes, text_enum, text_form};
-use crate::inputs::{batch_size, interpolation_ends, line_between};
+use crate::inputs::{batch_size, interpolation_ends};
 use crate::linalg::{matmul, orthonormal_columns, symmetric_eigen, transpose};
 use crate::{Error, Result};
 use candle::{D, Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Linear, Relu, linear};
-use deepgen_numerics::sigmoid;
+use deepgen_numerics::{bce_with_logits_rows, line_between, sigmoid};
 
 /// Which autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

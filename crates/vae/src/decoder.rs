@@ -1,13 +1,12 @@
 //! The observation models `p_θ(x|z)`: Bernoulli (logits), Gaussian with unit
 //! variance, Gaussian with a learned diagonal variance `σ(NN_β(z))`.
 
-use crate::bce::bce_with_logits_rows;
 use crate::config::{Architecture, DecoderKind, VaeConfig};
 use crate::encoder::CONV_CHANNELS;
 use candle::{D, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{ConvTranspose2d, Linear, Relu, conv_transpose2d, linear};
-use deepgen_numerics::{DiagGaussian, log_sigmoid, sigmoid};
+use deepgen_numerics::{DiagGaussian, bce_with_logits_rows, log_sigmoid, sigmoid};
 
 /// `½ ln 2π`.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
@@ -184,7 +183,7 @@ impl Decoder {
         let stacked = |t: &Tensor| t.reshape((n / m, m, d));
         let xs = xs.to_dtype(output.loc.dtype())?;
         match (self.kind, &output.log_var) {
-            (DecoderKind::Bernoulli, _) => bce_with_logits_rows(&output.loc, &xs),
+            (DecoderKind::Bernoulli, _) => Ok(bce_with_logits_rows(&output.loc, &xs)?),
             (DecoderKind::GaussianLearned, Some(log_var)) => {
                 let gaussian = DiagGaussian::new(stacked(&output.loc)?, stacked(log_var)?)?;
                 Ok(gaussian.log_prob(&xs)?.neg()?.reshape(n)?)

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Both are unbiased for `p(x)`; their logarithms are computed as
-//! `logsumexp_k(log w_k) − log K` with deepgen-numerics' logsumexp, since the
+//! `logsumexp_k(log w_k) − log K` with deepgen-numerics' [`log_mean_exp`], since the
 //! weights themselves underflow (`log p(x|z)` of an MNIST digit is about
 //! −100 nats). `log p̂` is biased low (Jensen) and the bias shrinks as `K`
 //! grows: `E[log p̂_K]` is the IWAE bound `L_K`, with `L_1` the ELBO and
@@ -25,12 +25,11 @@
 
 use crate::Result;
 use candle::Tensor;
-use deepgen_numerics::{DiagGaussian, logsumexp};
+use deepgen_numerics::{DiagGaussian, items_per_chunk};
 use rand::Rng;
 
-/// At most this many `f32` decoder outputs (`samples × batch × D`) per chunk,
-/// 16 MiB.
-pub const CHUNK_ELEMENTS: usize = 1 << 22;
+/// Re-exported from deepgen-numerics (its home since deepgen-hvae shares it).
+pub use deepgen_numerics::{CHUNK_ELEMENTS, log_mean_exp};
 
 /// A model with a latent variable: a likelihood `p(x|z)` and a prior `p(z)`.
 pub trait LatentModel {
@@ -74,26 +73,6 @@ pub fn log_importance_weights<M: LatentModel + ?Sized>(
     Ok((log_joint - proposal.log_prob(&zs)?)?)
 }
 
-/// `log ((1/K) Σ_k e^{log w_k})` over dim 0: `[K, batch]` → `[batch]`. Of
-/// importance weights it is the IWAE bound's integrand, of likelihoods under
-/// prior samples the naive estimate.
-///
-/// # Errors
-/// `log_w` not of rank 2 or with `K = 0`.
-pub fn log_mean_exp(log_w: &Tensor) -> Result<Tensor> {
-    let (k, _batch) = log_w.dims2()?;
-    if k == 0 {
-        return Err(crate::Error::invalid("k", 0, "at least one sample is needed"));
-    }
-    Ok((logsumexp(log_w, 0)? - (k as f64).ln())?)
-}
-
-/// Samples per chunk so that one chunk's decoder outputs stay under
-/// [`CHUNK_ELEMENTS`].
-fn chunk_len(batch: usize, dim: usize) -> usize {
-    (CHUNK_ELEMENTS / (batch * dim).max(1)).max(1)
-}
-
 /// [`log_mean_exp`] of the `[k, batch]` log weights that `log_w` computes
 /// from `k` standard-normal draws `[n, batch, Z]` for `xs` `[batch, D]`,
 /// drawn and scored in chunks of `n` samples: the common part of both
@@ -109,7 +88,7 @@ fn chunked_log_mean_exp<M: LatentModel + ?Sized>(
     if k == 0 {
         return Err(crate::Error::invalid("k", 0, "at least one sample is needed"));
     }
-    let step = chunk_len(batch, dim);
+    let step = items_per_chunk(batch * dim);
     let mut parts = Vec::with_capacity(k.div_ceil(step));
     let mut done = 0;
     while done < k {
@@ -118,7 +97,7 @@ fn chunked_log_mean_exp<M: LatentModel + ?Sized>(
         parts.push(log_w(&eps)?);
         done += n;
     }
-    log_mean_exp(&Tensor::cat(&parts, 0)?)
+    Ok(log_mean_exp(&Tensor::cat(&parts, 0)?)?)
 }
 
 /// The importance-sampling estimate of `log p(x)` per row with proposal `q`

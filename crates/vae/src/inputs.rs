@@ -1,6 +1,7 @@
 //! What the VAE and the autoencoders share about their inputs: the
-//! `[batch, D]` shape check, and the straight latent line of an
-//! interpolation between two inputs (seed 001's latent interpolation).
+//! `[batch, D]` shape check, and the ends of an interpolation between two
+//! inputs (seed 001's latent interpolation; the line between their codes is
+//! deepgen-numerics' [`deepgen_numerics::line_between`]).
 
 use crate::{Error, Result};
 use candle::Tensor;
@@ -47,13 +48,4 @@ pub(crate) fn interpolation_ends(
         });
     }
     Ok(pair)
-}
-
-/// `(1 − t) a + t b` for `t = 0 … 1` in `n_steps ≥ 2` steps, between the two
-/// rows `a` and `b` of `ends` `[2, Z]` → `[n_steps, Z]`.
-pub(crate) fn line_between(ends: &Tensor, n_steps: usize) -> Result<Tensor> {
-    let ts: Vec<f32> = (0..n_steps).map(|i| i as f32 / (n_steps - 1) as f32).collect();
-    let ts = Tensor::from_vec(ts, (n_steps, 1), ends.device())?.to_dtype(ends.dtype())?;
-    let (a, b) = (ends.narrow(0, 0, 1)?, ends.narrow(0, 1, 1)?);
-    Ok((a.broadcast_mul(&(1.0 - &ts)?)? + b.broadcast_mul(&ts)?)?)
 }

@@ -27,7 +27,7 @@
 //! the hot path avoids Candle's per-op overhead where it costs most: the
 //! linear layer is one fused op whose backward pass computes only the
 //! gradients that are needed ([`deepgen_core::nn::Linear`]), the Bernoulli likelihood is one
-//! pass forward and one backward ([`bce`]), ReLU is deepgen-core's one-sweep
+//! pass forward and one backward ([`deepgen_numerics::bce`]), ReLU is deepgen-core's one-sweep
 //! kernel, and `K` importance samples share their batch's targets instead of
 //! copying them.
 //!
@@ -67,7 +67,6 @@
 #![deny(missing_docs)]
 
 pub mod ae;
-pub mod bce;
 pub mod config;
 pub mod decoder;
 pub mod encoder;
@@ -84,7 +83,6 @@ pub use ae::{
     AeConfig, AeKind, AeLoss, Autoencoder, Reconstruction, SparsityPenalty, autoencoder, pca_components,
     principal_angles, sparsity_penalty,
 };
-pub use bce::bce_with_logits_rows;
 pub use config::{Architecture, DecoderKind, Objective, PriorKind, VaeConfig};
 pub use decoder::{Decoder, DecoderOutput, decoder};
 pub use encoder::{Encoder, encoder};
@@ -96,3 +94,7 @@ pub use linear_gaussian::{FullGaussian, LinearGaussian};
 pub use prior::{Prior, prior};
 pub use train::{AeTrainer, VaeTrainer, load_vae};
 pub use vae::{LossValues, Vae, VaeLoss, normal_quantile, vae};
+
+/// Re-exported from deepgen-numerics, where it moved so that other models
+/// (deepgen-hvae) share it without depending on this crate.
+pub use deepgen_numerics::bce_with_logits_rows;

@@ -4,12 +4,12 @@ use crate::config::{Objective, VaeConfig};
 use crate::decoder::{Decoder, DecoderOutput, decoder};
 use crate::encoder::{Encoder, encoder};
 use crate::estimators::{self, LatentModel};
-use crate::inputs::{batch_size, interpolation_ends, line_between};
+use crate::inputs::{batch_size, interpolation_ends};
 use crate::prior::{Prior, prior};
 use crate::{Error, Result};
 use candle::Tensor;
 use candle_nn::VarBuilder;
-use deepgen_numerics::DiagGaussian;
+use deepgen_numerics::{DiagGaussian, line_between};
 use rand::Rng;
 
 /// The named parts of a VAE loss, each a scalar averaged over the batch

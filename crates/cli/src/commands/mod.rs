@@ -2,4 +2,5 @@
 //! functions.
 
 pub mod cnn;
+pub mod hvae;
 pub mod vae;

@@ -1,19 +1,21 @@
-//! The Bernoulli decoder's `−log p(x|z)` per example as one fused pass.
+//! The Bernoulli log-likelihood `−log p(x|l)` per row as one fused pass (a
+//! Bernoulli decoder's reconstruction term: every model with one uses it).
 //!
 //! `−log Bern(x; σ(l)) = Σ_j softplus(l_j) − l_j x_j
 //!  = Σ_j max(l_j, 0) − l_j x_j + log1p(e^{−|l_j|})`,
 //! the binary cross-entropy with logits summed over the pixels (nats). Its
 //! gradient is `∂/∂l_j = σ(l_j) − x_j` and `∂/∂x_j = −l_j`.
 //!
-//! deepgen-numerics' [`bce_with_logits_elementwise`] computes the same
+//! [`bce_with_logits_elementwise`] computes the same
 //! numbers with about fifteen tensor ops (its `log1p` guards tiny arguments
 //! with masks), each a pass over `[batch, 784]` plus an allocation, and as
 //! many again backwards. On the CPU this op does one pass forward and one
-//! backward; on other devices and dtypes it calls numerics' version. The test
-//! below checks that the two agree in value and gradient.
+//! backward; on other devices and dtypes it calls the tensor-op version. The
+//! tests below check that the two agree in value and gradient.
 
+use crate::error::{Error, Result};
+use crate::stable::bce_with_logits_elementwise;
 use candle::{CpuStorage, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor, WithDType};
-use deepgen_numerics::bce_with_logits_elementwise;
 
 /// `Σ_j BCE(l_ij, x_ij)` per row: `logits` `[n, d]` → `[n]`, nats.
 ///
@@ -24,18 +26,22 @@ use deepgen_numerics::bce_with_logits_elementwise;
 /// dtype. Finite for every finite logit.
 ///
 /// # Errors
-/// Shapes that are not rank 2, differ in `d`, or whose row counts do not
-/// divide.
-pub fn bce_with_logits_rows(logits: &Tensor, targets: &Tensor) -> crate::Result<Tensor> {
+/// Shapes that are not rank 2 (a Candle error), or
+/// [`Error::InvalidArgument`] for targets that differ in `d` or whose row
+/// count does not divide the logits'.
+pub fn bce_with_logits_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let (n, d) = logits.dims2()?;
     let m = match *targets.dims() {
         [m, td] if td == d && m > 0 && n % m == 0 => m,
         [0, td] if td == d && n == 0 => 0,
         _ => {
-            return Err(crate::Error::BadShape {
-                what: "bce targets",
-                got: targets.dims().to_vec(),
-                expected: format!("[m, {d}] with m dividing {n}, for logits {:?}", logits.dims()),
+            return Err(Error::InvalidArgument {
+                op: "bce_with_logits_rows",
+                reason: format!(
+                    "targets of shape {:?} do not fit logits {:?}: expected [m, {d}] with m dividing {n}",
+                    targets.dims(),
+                    logits.dims()
+                ),
             });
         }
     };
@@ -282,13 +288,21 @@ impl CustomOp3 for BceLogitsGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{gaussian_noise, uniform_noise};
     use candle::{Device, Var};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
 
-    /// Matches numerics' tensor-op version, value and gradient, including
+    /// Targets uniform in `[0, 1]`, `[n, d]`.
+    fn unit_uniform(rng: &mut StdRng, n: usize, d: usize, dev: &Device) -> Result<Tensor> {
+        Ok(uniform_noise(rng, n, d, dev)?.affine(0.5, 0.5)?)
+    }
+
+    /// Matches the tensor-op version, value and gradient, including
     /// logits far in the tails (±200, where σ rounds to 0 or 1 in f32) and
     /// grey-level targets.
     #[test]
-    fn fused_matches_numerics() -> crate::Result<()> {
+    fn fused_matches_tensor_ops() -> Result<()> {
         let dev = Device::Cpu;
         let logits: Vec<f32> = vec![-200.0, -20.0, -1.5, -1e-3, 0.0, 0.7, 3.0, 25.0, 200.0, 1.0, -2.0, 0.25];
         let targets: Vec<f32> = vec![0.0, 1.0, 0.3, 0.5, 1.0, 0.0, 0.9, 0.1, 1.0, 0.0, 1.0, 0.5];
@@ -314,7 +328,7 @@ mod tests {
 
         let g_ours = (ours * &w)?.sum_all()?.backward()?;
         let g_theirs = (theirs * &w)?.sum_all()?.backward()?;
-        let grad = |g: &candle::backprop::GradStore| -> crate::Result<Vec<f32>> {
+        let grad = |g: &candle::backprop::GradStore| -> Result<Vec<f32>> {
             Ok(g.get(&l)
                 .ok_or_else(|| candle::Error::msg("no gradient"))?
                 .flatten_all()?
@@ -330,11 +344,11 @@ mod tests {
     /// A row longer than one partial product (1,500 pixels), logits up to
     /// ±30, against the per-pixel `f64` sum of `softplus(l) − l t`.
     #[test]
-    fn long_rows_match_an_f64_reference() -> crate::Result<()> {
+    fn long_rows_match_an_f64_reference() -> Result<()> {
         let dev = Device::Cpu;
-        let mut rng = deepgen_core::rng_from_seed(3);
-        let l = (deepgen_core::rng::randn(&mut rng, (2, 1500), &dev)? * 10.0)?.clamp(-30f32, 30f32)?;
-        let t = deepgen_core::rng::rand_uniform(&mut rng, (2, 1500), 0.0, 1.0, &dev)?;
+        let mut rng = StdRng::seed_from_u64(3);
+        let l = (gaussian_noise(&mut rng, 2, 1500, &dev)? * 10.0)?.clamp(-30f32, 30f32)?;
+        let t = unit_uniform(&mut rng, 2, 1500, &dev)?;
         let ours = bce_with_logits_rows(&l, &t)?.to_vec1::<f32>()?;
         let (lv, tv) = (l.to_vec2::<f32>()?, t.to_vec2::<f32>()?);
         for (row, got) in ours.iter().enumerate() {
@@ -355,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn target_gradient_is_minus_the_logit() -> crate::Result<()> {
+    fn target_gradient_is_minus_the_logit() -> Result<()> {
         let dev = Device::Cpu;
         let l = Tensor::new(&[[0.5f64, -2.0]], &dev)?;
         let t = Var::new(&[[0.25f64, 0.75]], &dev)?;
@@ -369,22 +383,22 @@ mod tests {
     /// in value and gradients, exactly as the explicitly repeated targets do;
     /// large enough (2 × 40,000 elements) to run on several threads.
     #[test]
-    fn repeated_targets_equal_explicit_repeats() -> crate::Result<()> {
+    fn repeated_targets_equal_explicit_repeats() -> Result<()> {
         let dev = Device::Cpu;
-        let mut rng = deepgen_core::rng_from_seed(7);
+        let mut rng = StdRng::seed_from_u64(7);
         let (k, m, d) = (4, 5, 8_000);
-        let l = Var::from_tensor(&(deepgen_core::rng::randn(&mut rng, (k * m, d), &dev)? * 3.0)?)?;
-        let t = Var::from_tensor(&deepgen_core::rng::rand_uniform(&mut rng, (m, d), 0.0, 1.0, &dev)?)?;
+        let l = Var::from_tensor(&(gaussian_noise(&mut rng, k * m, d, &dev)? * 3.0)?)?;
+        let t = Var::from_tensor(&unit_uniform(&mut rng, m, d, &dev)?)?;
         let repeated = t
             .as_tensor()
             .unsqueeze(0)?
             .broadcast_as((k, m, d))?
             .reshape((k * m, d))?;
-        let w = deepgen_core::rng::randn(&mut rng, k * m, &dev)?;
+        let w = gaussian_noise(&mut rng, 1, k * m, &dev)?.flatten_all()?;
         let a = bce_with_logits_rows(l.as_tensor(), t.as_tensor())?;
         let b = bce_with_logits_rows(l.as_tensor(), &repeated)?;
         let c = bce_with_logits_elementwise(l.as_tensor(), &repeated)?.sum(D::Minus1)?;
-        let max_diff = |x: &Tensor, y: &Tensor| -> crate::Result<f32> { Ok((x - y)?.abs()?.max_all()?.to_scalar()?) };
+        let max_diff = |x: &Tensor, y: &Tensor| -> Result<f32> { Ok((x - y)?.abs()?.max_all()?.to_scalar()?) };
         assert!(max_diff(&a, &b)? == 0.0);
         let scale = c.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(max_diff(&a, &c)? <= 1e-5 * scale, "vs numerics: {}", max_diff(&a, &c)?);
@@ -406,10 +420,14 @@ mod tests {
     }
 
     #[test]
-    fn mismatched_shapes_are_errors() -> candle::Result<()> {
+    fn mismatched_shapes_are_errors() -> Result<()> {
         let dev = Device::Cpu;
         let l = Tensor::zeros((2, 3), DType::F32, &dev)?;
-        assert!(bce_with_logits_rows(&l, &Tensor::zeros((3, 2), DType::F32, &dev)?).is_err());
+        let err = bce_with_logits_rows(&l, &Tensor::zeros((3, 2), DType::F32, &dev)?).map(|_| ());
+        assert!(
+            matches!(&err, Err(Error::InvalidArgument { reason, .. }) if reason.contains("[3, 2]")),
+            "{err:?}"
+        );
         assert!(bce_with_logits_rows(&l.flatten_all()?, &l.flatten_all()?).is_err());
         Ok(())
     }
