@@ -12,7 +12,9 @@ use clap::{Args, ValueEnum};
 use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::candle_nn::VarMap;
 use deepgen_core::rng::{derived_rng, randn};
-use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
+use deepgen_core::train::{
+    BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, batch_ranges, fit,
+};
 use deepgen_core::{AdamConfig, Checkpoint, DeviceChoice, Metrics, StdRng};
 use deepgen_data::{Batch, Batcher, BatcherConfig, Dataset, Mnist, save_image_grid, save_line_plot_png};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -918,14 +920,13 @@ impl LikelihoodEval<'_> {
             "log p(x) [{bar:30}] {pos}/{len} images {msg} ({elapsed}, eta {eta})",
         );
         let mut rng = derived_rng(self.args.seed, 0);
-        let (mut sum_ll, mut start) = (0f64, 0);
-        while start < n {
-            let len = self.args.batch_size.min(n - start);
+        let mut sum_ll = 0f64;
+        for (start, len) in batch_ranges(n, self.args.batch_size) {
             let ll = estimate(&self.images.narrow(0, start, len)?, self.args.k, &mut rng)?;
             sum_ll += ll.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-            start += len;
-            bar.set_position(start as u64);
-            bar.set_message(format!("mean {:.3}", sum_ll / start as f64));
+            let done = start + len;
+            bar.set_position(done as u64);
+            bar.set_message(format!("mean {:.3}", sum_ll / done as f64));
         }
         bar.finish_and_clear();
         say(&format!(

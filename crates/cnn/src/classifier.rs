@@ -20,7 +20,7 @@ use crate::spec::{Dims, Spec};
 use crate::{Error, Result};
 use candle::{D, DType, Device, Module, Tensor};
 use candle_nn::VarMap;
-use deepgen_core::train::{CHECKPOINT_FILE, Metrics, TrainStep};
+use deepgen_core::train::{CHECKPOINT_FILE, Metrics, TrainStep, batch_ranges};
 use deepgen_core::{Adam, AdamConfig, Checkpoint, StdRng, seeded_var_builder};
 use std::path::Path;
 
@@ -122,8 +122,7 @@ fn evaluate_on(model: &Cnn, images: &Tensor, labels: &Tensor, batch_size: usize)
     let device = model.device().clone();
     let mut loss_sum = 0.0;
     let mut correct = 0;
-    for start in (0..n).step_by(batch_size) {
-        let len = batch_size.min(n - start);
+    for (start, len) in batch_ranges(n, batch_size) {
         let xs = images.narrow(0, start, len)?.to_device(&device)?;
         let ys = labels.narrow(0, start, len)?.to_device(&device)?;
         let (loss, right) = cross_entropy_and_correct(&model.forward(&xs)?, &ys)?;
@@ -474,8 +473,7 @@ impl Evaluator {
             return Ok(Tensor::zeros((0, width), DType::F32, &device)?);
         }
         let mut parts = Vec::new();
-        for start in (0..n).step_by(self.batch_size) {
-            let len = self.batch_size.min(n - start);
+        for (start, len) in batch_ranges(n, self.batch_size) {
             parts.push(f(&prepared.narrow(0, start, len)?.to_device(&device)?)?);
         }
         Ok(Tensor::cat(&parts, 0)?)

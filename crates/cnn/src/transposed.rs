@@ -207,9 +207,13 @@ mod tests {
         Ok(())
     }
 
-    /// The convolution written as its sum:
-    /// `y[n, f, i, j] = Σ_{c, a, b} x[n, c, i·s + a − p, j·s + b − p] · k[f, c, a, b]`.
-    fn direct_conv(case: &Case, x: &[f64], k: &[f64]) -> Vec<f64> {
+    /// Every term of the convolution sum
+    /// `y[n, f, i, j] = Σ_{c, a, b} x[n, c, i·s + a − p, j·s + b − p] · k[f, c, a, b]`
+    /// whose input position lies inside the image, as the flat indices
+    /// `(x, k, y)` into `x` `[n, c, h, w]`, `k` `[f, c, kh, kw]` and `y`
+    /// `[n, f, oh, ow]`, in the order `n, f, i, j, c, a, b`. The three direct
+    /// sums below read the same terms: each accumulates its own product.
+    fn conv_terms(case: &Case, mut term: impl FnMut(usize, usize, usize)) {
         let Case {
             n,
             c,
@@ -223,12 +227,10 @@ mod tests {
             ..
         } = *case;
         let (oh, ow) = (case.out_h(), case.out_w());
-        let mut y = vec![0.0; n * f * oh * ow];
         for ni in 0..n {
             for fi in 0..f {
                 for i in 0..oh {
                     for j in 0..ow {
-                        let mut acc = 0.0;
                         for ci in 0..c {
                             for a in 0..kh {
                                 for b in 0..kw {
@@ -239,101 +241,41 @@ mod tests {
                                     if u < 0 || v < 0 || u >= h as isize || v >= w as isize {
                                         continue;
                                     }
-                                    let xv = x[((ni * c + ci) * h + u as usize) * w + v as usize];
-                                    acc += xv * k[((fi * c + ci) * kh + a) * kw + b];
+                                    term(
+                                        ((ni * c + ci) * h + u as usize) * w + v as usize,
+                                        ((fi * c + ci) * kh + a) * kw + b,
+                                        ((ni * f + fi) * oh + i) * ow + j,
+                                    );
                                 }
                             }
                         }
-                        y[((ni * f + fi) * oh + i) * ow + j] = acc;
                     }
                 }
             }
         }
+    }
+
+    /// The convolution written as its sum:
+    /// `y[n, f, i, j] = Σ_{c, a, b} x[n, c, i·s + a − p, j·s + b − p] · k[f, c, a, b]`.
+    fn direct_conv(case: &Case, x: &[f64], k: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; case.n * case.f * case.out_h() * case.out_w()];
+        conv_terms(case, |xi, ki, yi| y[yi] += x[xi] * k[ki]);
         y
     }
 
     /// Seed 002's gradient sum in 2-D:
-    /// `∂l/∂x[n, c, u, v] = Σ_{f, i, j} g[n, f, i, j] · k[f, c, u + p − i·s, v + p − j·s]`.
+    /// `∂l/∂x[n, c, u, v] = Σ_{f, i, j} g[n, f, i, j] · k[f, c, u + p − i·s, v + p − j·s]`
+    /// (the kernel index `(a, b) = (u + p − i·s, v + p − j·s)` is the term's).
     fn seed_input_grad(case: &Case, g: &[f64], k: &[f64]) -> Vec<f64> {
-        let Case {
-            n,
-            c,
-            f,
-            h,
-            w,
-            kh,
-            kw,
-            stride,
-            padding,
-            ..
-        } = *case;
-        let (oh, ow) = (case.out_h(), case.out_w());
-        let mut dx = vec![0.0; n * c * h * w];
-        for ni in 0..n {
-            for ci in 0..c {
-                for u in 0..h {
-                    for v in 0..w {
-                        let mut acc = 0.0;
-                        for fi in 0..f {
-                            for i in 0..oh {
-                                for j in 0..ow {
-                                    let a = (u + padding) as isize - (i * stride) as isize;
-                                    let b = (v + padding) as isize - (j * stride) as isize;
-                                    if a < 0 || b < 0 || a >= kh as isize || b >= kw as isize {
-                                        continue;
-                                    }
-                                    let kv = k[((fi * c + ci) * kh + a as usize) * kw + b as usize];
-                                    acc += g[((ni * f + fi) * oh + i) * ow + j] * kv;
-                                }
-                            }
-                        }
-                        dx[((ni * c + ci) * h + u) * w + v] = acc;
-                    }
-                }
-            }
-        }
+        let mut dx = vec![0.0; case.n * case.c * case.h * case.w];
+        conv_terms(case, |xi, ki, yi| dx[xi] += g[yi] * k[ki]);
         dx
     }
 
     /// `∂l/∂k[f, c, a, b] = Σ_{n, i, j} g[n, f, i, j] · x[n, c, i·s + a − p, j·s + b − p]`.
     fn direct_kernel_grad(case: &Case, x: &[f64], g: &[f64]) -> Vec<f64> {
-        let Case {
-            n,
-            c,
-            f,
-            h,
-            w,
-            kh,
-            kw,
-            stride,
-            padding,
-            ..
-        } = *case;
-        let (oh, ow) = (case.out_h(), case.out_w());
-        let mut dk = vec![0.0; f * c * kh * kw];
-        for fi in 0..f {
-            for ci in 0..c {
-                for a in 0..kh {
-                    for b in 0..kw {
-                        let mut acc = 0.0;
-                        for ni in 0..n {
-                            for i in 0..oh {
-                                for j in 0..ow {
-                                    let u = (i * stride + a) as isize - padding as isize;
-                                    let v = (j * stride + b) as isize - padding as isize;
-                                    if u < 0 || v < 0 || u >= h as isize || v >= w as isize {
-                                        continue;
-                                    }
-                                    acc += g[((ni * f + fi) * oh + i) * ow + j]
-                                        * x[((ni * c + ci) * h + u as usize) * w + v as usize];
-                                }
-                            }
-                        }
-                        dk[((fi * c + ci) * kh + a) * kw + b] = acc;
-                    }
-                }
-            }
-        }
+        let mut dk = vec![0.0; case.f * case.c * case.kh * case.kw];
+        conv_terms(case, |xi, ki, yi| dk[ki] += g[yi] * x[xi]);
         dk
     }
 

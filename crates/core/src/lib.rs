@@ -22,7 +22,8 @@
 //!   has none of these);
 //! - [`train`]: the one training loop (epochs × batches, progress bar,
 //!   metrics CSV, NaN/inf guard, resume) that every model drives through its
-//!   [`train::TrainStep`].
+//!   [`train::TrainStep`], and [`batch_ranges`], the batches an evaluation
+//!   walks a test set in.
 #![deny(missing_docs)]
 
 pub use candle;
@@ -45,4 +46,4 @@ pub use init::seeded_var_builder;
 pub use ops::{prepare_cpu_training, reuse_freed_memory};
 pub use optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig, clip_grad_norm};
 pub use rng::{StdRng, derived_rng, rng_from_seed};
-pub use train::{BatchSource, EpochRecord, Metrics, TrainConfig, TrainStep, fit};
+pub use train::{BatchSource, EpochRecord, Metrics, TrainConfig, TrainStep, batch_ranges, fit, nonempty_batch_ranges};

@@ -44,6 +44,37 @@ pub trait BatchSource {
     fn batch(&self, batch_idx: usize) -> Result<Self::Batch>;
 }
 
+/// The row ranges `(start, len)` that cover `0..n` in order, in batches of
+/// `batch_size` rows (the last one shorter when `batch_size` does not divide
+/// `n`); none for `n = 0`. Evaluations walk a test set with it, taking
+/// `xs.narrow(0, start, len)`. A `batch_size` of 0 counts as 1 (callers
+/// that must reject it use [`nonempty_batch_ranges`]).
+pub fn batch_ranges(n: usize, batch_size: usize) -> impl Iterator<Item = (usize, usize)> {
+    let batch_size = batch_size.max(1);
+    (0..n)
+        .step_by(batch_size)
+        .map(move |start| (start, batch_size.min(n - start)))
+}
+
+/// [`batch_ranges`] for a mean over the rows, which needs a positive batch
+/// size and at least one row: otherwise the error
+/// `invalid("batch_size", batch_size, "need a positive batch size and data")`,
+/// where `invalid` is the calling crate's constructor of its invalid-value
+/// error (e.g. `Error::invalid`).
+///
+/// # Errors
+/// `invalid`'s error for `batch_size = 0` or `n = 0`.
+pub fn nonempty_batch_ranges<E>(
+    n: usize,
+    batch_size: usize,
+    invalid: impl FnOnce(&'static str, usize, &'static str) -> E,
+) -> std::result::Result<impl Iterator<Item = (usize, usize)>, E> {
+    if batch_size == 0 || n == 0 {
+        return Err(invalid("batch_size", batch_size, "need a positive batch size and data"));
+    }
+    Ok(batch_ranges(n, batch_size))
+}
+
 /// Named scalars in column order, from one step or one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
@@ -436,4 +467,35 @@ where
         records.push(record);
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_ranges_cover_the_rows_in_order() {
+        let ranges: Vec<_> = batch_ranges(10, 4).collect();
+        assert_eq!(ranges, [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(batch_ranges(8, 4).collect::<Vec<_>>(), [(0, 4), (4, 4)]);
+        assert_eq!(batch_ranges(3, 100).collect::<Vec<_>>(), [(0, 3)]);
+        assert_eq!(batch_ranges(0, 4).count(), 0);
+        assert_eq!(batch_ranges(0, 0).count(), 0);
+    }
+
+    #[test]
+    fn nonempty_batch_ranges_need_rows_and_a_batch_size() {
+        let invalid = |name: &'static str, value: usize, reason: &'static str| format!("{name} = {value}: {reason}");
+        let ranges: Vec<_> = nonempty_batch_ranges(5, 2, invalid).expect("valid").collect();
+        assert_eq!(ranges, [(0, 2), (2, 2), (4, 1)]);
+        for (n, batch_size) in [(0, 2), (5, 0), (0, 0)] {
+            let err = nonempty_batch_ranges(n, batch_size, invalid).err();
+            assert_eq!(
+                err,
+                Some(format!(
+                    "batch_size = {batch_size}: need a positive batch size and data"
+                ))
+            );
+        }
+    }
 }

@@ -28,6 +28,7 @@ use crate::loss::{LossValues, scalar};
 use crate::model::Hvae;
 use crate::{Error, Result};
 use candle::{D, DType, Tensor};
+use deepgen_core::nonempty_batch_ranges;
 use deepgen_numerics::{items_per_chunk, log_mean_exp};
 use rand::Rng;
 
@@ -92,21 +93,11 @@ impl Hvae {
     /// [`Error::BadShape`].
     pub fn posterior_means(&self, xs: &Tensor, batch_size: usize) -> Result<(Tensor, Tensor)> {
         let n = self.check_input(xs)?;
-        if batch_size == 0 || n == 0 {
-            return Err(Error::invalid(
-                "batch_size",
-                batch_size,
-                "need a positive batch size and data",
-            ));
-        }
         let (mut m1, mut m2) = (Vec::new(), Vec::new());
-        let mut start = 0;
-        while start < n {
-            let len = batch_size.min(n - start);
+        for (start, len) in nonempty_batch_ranges(n, batch_size, Error::invalid)? {
             let mu1 = self.posterior_z1(&xs.narrow(0, start, len)?)?.mean().detach();
             m2.push(self.posterior_z2(&mu1)?.mean().detach());
             m1.push(mu1);
-            start += len;
         }
         Ok((Tensor::cat(&m1, 0)?, Tensor::cat(&m2, 0)?))
     }
@@ -181,19 +172,10 @@ impl Hvae {
     /// As [`Hvae::importance_log_likelihood`]; `batch_size = 0` or no rows.
     pub fn mean_log_likelihood(&self, xs: &Tensor, k: usize, batch_size: usize, rng: &mut impl Rng) -> Result<f64> {
         let n = self.check_input(xs)?;
-        if batch_size == 0 || n == 0 {
-            return Err(Error::invalid(
-                "batch_size",
-                batch_size,
-                "need a positive batch size and data",
-            ));
-        }
-        let (mut total, mut start) = (0f64, 0);
-        while start < n {
-            let len = batch_size.min(n - start);
+        let mut total = 0f64;
+        for (start, len) in nonempty_batch_ranges(n, batch_size, Error::invalid)? {
             let ll = self.importance_log_likelihood(&xs.narrow(0, start, len)?, k, rng)?;
             total += scalar(&ll.sum_all()?)?;
-            start += len;
         }
         Ok(total / n as f64)
     }

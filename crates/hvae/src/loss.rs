@@ -29,6 +29,7 @@
 use crate::model::Hvae;
 use crate::{Error, Result};
 use candle::{D, DType, Tensor};
+use deepgen_core::nonempty_batch_ranges;
 use deepgen_numerics::DiagGaussian;
 use rand::Rng;
 use std::fmt;
@@ -468,24 +469,14 @@ impl Hvae {
     /// [`Error::InvalidConfig`] for `batch_size = 0` or no rows.
     pub fn mean_loss(&self, xs: &Tensor, batch_size: usize, rng: &mut impl Rng) -> Result<LossValues> {
         let n = self.check_input(xs)?;
-        if batch_size == 0 || n == 0 {
-            return Err(Error::invalid(
-                "batch_size",
-                batch_size,
-                "need a positive batch size and data",
-            ));
-        }
         let (mut recon, mut kl1, mut kl2) = (0f64, 0f64, 0f64);
-        let mut start = 0;
-        while start < n {
-            let len = batch_size.min(n - start);
+        for (start, len) in nonempty_batch_ranges(n, batch_size, Error::invalid)? {
             let batch = xs.narrow(0, start, len)?;
             let (eps1, eps2) = self.draw_noise(1, len, xs, rng)?;
             let loss = hvae_loss(&self.elbo_terms(&batch, &eps1, &eps2)?, 1.0, FreeBits::OFF)?;
             recon += scalar(&loss.recon)? * len as f64;
             kl1 += scalar(&loss.kl1)? * len as f64;
             kl2 += scalar(&loss.kl2)? * len as f64;
-            start += len;
         }
         let n = n as f64;
         let (recon, kl1, kl2) = (recon / n, kl1 / n, kl2 / n);

@@ -214,7 +214,7 @@ proptest! {
     #![proptest_config(config(24))]
 
     #[test]
-    fn analytic_kl_equals_monte_carlo((mean, log_var, seed) in kl_case()) {
+    fn prop_analytic_kl_equals_monte_carlo((mean, log_var, seed) in kl_case()) {
         check_kl_matches_monte_carlo(&mean, &log_var, seed)?;
     }
 }
@@ -223,17 +223,17 @@ proptest! {
     #![proptest_config(config(64))]
 
     #[test]
-    fn free_bits_floor_the_kl_term((kl1, kl2, rows, lambda, group, beta) in free_bits_case()) {
+    fn prop_free_bits_floor_the_kl_term((kl1, kl2, rows, lambda, group, beta) in free_bits_case()) {
         check_free_bits(&kl1, &kl2, rows, lambda, group, beta)?;
     }
 
     #[test]
-    fn linear_warmup_is_monotone_and_hits_one(warmup in 0.05f64..50.0, times in prop::collection::vec(0.0f64..100.0, 1..20)) {
+    fn prop_linear_warmup_is_monotone_and_hits_one(warmup in 0.05f64..50.0, times in prop::collection::vec(0.0f64..100.0, 1..20)) {
         check_linear_warmup(warmup, times)?;
     }
 
     #[test]
-    fn cyclical_schedule_is_periodic(period in 0.5f64..20.0, ramp in 0.05f64..=1.0, t in 0.0f64..100.0) {
+    fn prop_cyclical_schedule_is_periodic(period in 0.5f64..20.0, ramp in 0.05f64..=1.0, t in 0.0f64..100.0) {
         check_cyclical(period, ramp, t)?;
     }
 }

@@ -17,7 +17,7 @@ use crate::vae::{Vae, VaeLoss, scalar, vae};
 use crate::{Error, Result};
 use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use deepgen_core::{Adam, AdamConfig, Checkpoint, Metrics, StdRng, TrainStep, seeded_var_builder};
+use deepgen_core::{Adam, AdamConfig, Checkpoint, Metrics, StdRng, TrainStep, batch_ranges, seeded_var_builder};
 use std::path::Path;
 
 /// Checkpoint metadata naming the model family.
@@ -312,13 +312,11 @@ impl TrainableModel for Autoencoder {
 
     fn test_metrics(&self, images: &Tensor, batch_size: usize, _rng: &mut StdRng) -> Result<Metrics> {
         let n = images.dim(0)?;
-        let (mut total, mut recon, mut start) = (0f64, 0f64, 0);
-        while start < n {
-            let len = batch_size.min(n - start);
+        let (mut total, mut recon) = (0f64, 0f64);
+        for (start, len) in batch_ranges(n, batch_size) {
             let loss = self.loss(&images.narrow(0, start, len)?)?;
             total += scalar(&loss.total)? * len as f64;
             recon += scalar(&loss.recon)? * len as f64;
-            start += len;
         }
         let n = n.max(1) as f64;
         Ok(Metrics::new()

@@ -9,6 +9,7 @@ use crate::prior::{Prior, prior};
 use crate::{Error, Result};
 use candle::Tensor;
 use candle_nn::VarBuilder;
+use deepgen_core::nonempty_batch_ranges;
 use deepgen_numerics::{DiagGaussian, line_between};
 use rand::Rng;
 
@@ -236,23 +237,13 @@ impl Vae {
     /// [`Error::InvalidConfig`] for `batch_size = 0` or no rows.
     pub fn mean_loss(&self, xs: &Tensor, batch_size: usize, rng: &mut impl Rng) -> Result<LossValues> {
         let n = self.check_input(xs)?;
-        if batch_size == 0 || n == 0 {
-            return Err(Error::invalid(
-                "batch_size",
-                batch_size,
-                "need a positive batch size and data",
-            ));
-        }
         let (mut recon, mut kl) = (0f64, 0f64);
-        let mut start = 0;
-        while start < n {
-            let len = batch_size.min(n - start);
+        for (start, len) in nonempty_batch_ranges(n, batch_size, Error::invalid)? {
             let batch = xs.narrow(0, start, len)?;
             let eps = deepgen_core::rng::randn(rng, (len, self.config.latent_dim), xs.device())?;
             let loss = self.loss(&batch, &eps.to_dtype(xs.dtype())?)?;
             recon += scalar(&loss.recon)? * len as f64;
             kl += scalar(&loss.kl)? * len as f64;
-            start += len;
         }
         let (recon, kl) = (recon / n as f64, kl / n as f64);
         Ok(LossValues {
