@@ -16,7 +16,9 @@ use deepgen_core::train::{
     BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, batch_ranges, fit,
 };
 use deepgen_core::{AdamConfig, Checkpoint, DeviceChoice, Metrics, StdRng};
-use deepgen_data::{Batch, Batcher, BatcherConfig, Dataset, Mnist, save_image_grid, save_line_plot_png};
+use deepgen_data::{
+    Batch, Batcher, BatcherConfig, Dataset, Mnist, PlotLabels, save_image_grid, save_line_plot_labelled_png,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::marker::PhantomData;
@@ -580,40 +582,61 @@ pub fn metrics_has_column(run_dir: &Path, name: &str) -> Result<bool> {
         .is_some_and(|header| header.split(',').any(|c| c == name)))
 }
 
-/// The `train_loss` and `test_loss` columns of the run's `metrics.csv`, with
-/// one value per epoch (those it has).
-fn loss_history(run_dir: &Path) -> Result<Vec<(String, Vec<f64>)>> {
+/// The loss history of a run: the `train_loss` and `test_loss` columns of
+/// its `metrics.csv`, with one value per epoch (those it has).
+#[derive(Debug)]
+struct LossHistory {
+    /// The epoch of the first row (1 when the file has no `epoch` column).
+    first_epoch: f64,
+    /// `(column name, values)` of the loss columns present.
+    series: Vec<(String, Vec<f64>)>,
+}
+
+/// The run's [`LossHistory`].
+fn loss_history(run_dir: &Path) -> Result<LossHistory> {
     let text = metrics_text(run_dir)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let rows: Vec<Vec<f64>> = lines
         .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
         .collect();
-    Ok(["train_loss", "test_loss"]
+    let column = |name: &str| -> Option<Vec<f64>> {
+        let col = header.iter().position(|h| *h == name)?;
+        Some(rows.iter().filter_map(|r| r.get(col).copied()).collect())
+    };
+    let first_epoch = column("epoch")
+        .and_then(|epochs| epochs.first().copied())
+        .filter(|e| e.is_finite())
+        .unwrap_or(1.0);
+    let series = ["train_loss", "test_loss"]
         .iter()
-        .filter_map(|name| {
-            let col = header.iter().position(|h| h == name)?;
-            Some((
-                name.to_string(),
-                rows.iter().filter_map(|r| r.get(col).copied()).collect(),
-            ))
-        })
-        .collect())
+        .filter_map(|name| Some((name.to_string(), column(name)?)))
+        .collect();
+    Ok(LossHistory { first_epoch, series })
 }
 
 /// Draws `loss_curve.png` in the run directory from its `metrics.csv`, when
-/// there are at least two epochs to connect; returns its path if drawn.
+/// there are at least two epochs to connect; returns its path if drawn. The
+/// picture is titled with the run directory's name, its x axis counts
+/// epochs and its y axis is the loss per image (nats for the likelihood
+/// models; an autoencoder's squared error is not, so no unit is named).
 ///
 /// # Errors
 /// When the metrics cannot be read or the picture cannot be written.
 pub fn save_loss_curve(run_dir: &Path) -> Result<Option<PathBuf>> {
     let history = loss_history(run_dir)?;
-    let series: Vec<(&str, &[f64])> = history.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let series: Vec<(&str, &[f64])> = history.series.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
     if !series.iter().any(|(_, v)| v.len() >= 2) {
         return Ok(None);
     }
+    let title = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let labels = PlotLabels::axes("epoch", history.first_epoch, "loss per image").with_title(&title);
     let path = run_dir.join("loss_curve.png");
-    save_line_plot_png(&series, &path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    save_line_plot_labelled_png(&series, &labels, &path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(Some(path))
 }
 

@@ -17,7 +17,9 @@
 //!   moons, swiss roll) and [`GaussianMixture2d`] with closed-form log-density,
 //!   score and noised mixture, the ground truth of the GAN mode-coverage
 //!   benchmark (SPEC §5) and of the score-matching identities (SPEC §6).
-//! - [`grid`]: PNG output: image grids, scatter plots, loss curves.
+//! - [`grid`]: PNG output: image grids, scatter plots, loss curves, with
+//!   tick labels, legends and axis titles drawn in [`font`], a 5 × 7
+//!   bitmap font of printable ASCII (with a descender row).
 //! - `hub` (feature `hub`): the same data through candle-datasets and the
 //!   Hugging Face hub.
 //!
@@ -50,6 +52,7 @@
 pub mod batch;
 pub mod binarize;
 pub mod error;
+pub mod font;
 pub mod grid;
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -61,8 +64,8 @@ pub use batch::{Batch, Batcher, BatcherConfig};
 pub use binarize::{binarize, binarize_stochastic};
 pub use error::{Error, Result};
 pub use grid::{
-    Extent, Image, ScatterLayer, image_grid, render_line_plot, render_scatter, save_image_grid, save_line_plot_png,
-    save_scatter_png, save_scatter_with_modes_png,
+    Extent, Image, PlotLabels, ScatterLayer, image_grid, render_line_plot, render_line_plot_labelled, render_scatter,
+    save_image_grid, save_line_plot_labelled_png, save_line_plot_png, save_scatter_png, save_scatter_with_modes_png,
 };
 #[cfg(feature = "hub")]
 pub use hub::{load_fashion_mnist_from_hub, load_mnist_from_hub};
