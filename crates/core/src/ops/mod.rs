@@ -38,7 +38,7 @@ pub mod runtime;
 pub use conv::{conv_transpose2d, conv2d};
 pub use pointwise::{add_channel_bias, bias_relu, relu};
 pub use pool::max_pool2d;
-pub use runtime::{prepare_cpu_training, reuse_freed_memory};
+pub use runtime::{flush_subnormals, prepare_cpu_training, reuse_freed_memory};
 
 use candle::{CpuStorage, DType, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
