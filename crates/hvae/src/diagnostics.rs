@@ -20,7 +20,7 @@
 //! log w = log p(x|z1) + log p(z1|z2) + log p(z2) − log q(z1|x) − log q(z2|z1)
 //! ```
 //!
-//! through deepgen-numerics' [`log_mean_exp`]. Its
+//! through deepgen-numerics' [`chunked_log_mean_exp`]. Its
 //! expectation is the IWAE bound `L_K`: `L_1` is the ELBO, and `L_K`
 //! increases to `log p(x)` as `K` grows.
 
@@ -29,7 +29,7 @@ use crate::model::Hvae;
 use crate::{Error, Result};
 use candle::{D, DType, Tensor};
 use deepgen_core::nonempty_batch_ranges;
-use deepgen_numerics::{items_per_chunk, log_mean_exp};
+use deepgen_numerics::chunked_log_mean_exp;
 use rand::Rng;
 
 /// Burda et al.'s threshold on `Cov_x(E_q[z_u|x])` for an active unit.
@@ -153,16 +153,10 @@ impl Hvae {
         if k == 0 {
             return Err(Error::invalid("k", 0, "at least one importance sample is needed"));
         }
-        let step = items_per_chunk(batch * self.config().input_dim);
-        let mut parts = Vec::with_capacity(k.div_ceil(step));
-        let mut done = 0;
-        while done < k {
-            let n = step.min(k - done);
+        chunked_log_mean_exp(k, batch * self.config().input_dim, |n| {
             let (eps1, eps2) = self.draw_noise(n, batch, xs, rng)?;
-            parts.push(self.log_importance_weights(xs, &eps1, &eps2)?.detach());
-            done += n;
-        }
-        Ok(log_mean_exp(&Tensor::cat(&parts, 0)?)?)
+            Ok(self.log_importance_weights(xs, &eps1, &eps2)?.detach())
+        })
     }
 
     /// The mean of [`Hvae::importance_log_likelihood`] over all rows of `xs`

@@ -77,8 +77,8 @@ pub use divergence::{FDivergence, entropy, f_divergence, kl_divergence};
 pub use error::{Error, Result};
 pub use interpolate::line_between;
 pub use logsumexp::{
-    CHUNK_ELEMENTS, items_per_chunk, log_mean_exp, logsumexp, logsumexp_all, logsumexp_dims, logsumexp_f32,
-    logsumexp_f64, logsumexp_keepdim, logsumexp_signed_f64, logsumexp_weighted, logsumexp_weighted_f64,
+    CHUNK_ELEMENTS, chunked_log_mean_exp, items_per_chunk, log_mean_exp, logsumexp, logsumexp_all, logsumexp_dims,
+    logsumexp_f32, logsumexp_f64, logsumexp_keepdim, logsumexp_signed_f64, logsumexp_weighted, logsumexp_weighted_f64,
 };
 pub use stable::{
     bce_with_logits, bce_with_logits_elementwise, bce_with_logits_sum, expm1, log_sigmoid, log_softmax, log1m_exp,

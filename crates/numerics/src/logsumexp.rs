@@ -177,6 +177,38 @@ pub fn items_per_chunk(item_elements: usize) -> usize {
     (CHUNK_ELEMENTS / item_elements.max(1)).max(1)
 }
 
+/// [`log_mean_exp`] of `k` log weights drawn chunk by chunk: `log_w(n)`
+/// returns the `[n, batch]` log weights of `n` fresh samples, each sample
+/// `sample_elements` values wide (`batch × width` decoder outputs), and at
+/// most [`items_per_chunk`]`(sample_elements)` samples exist at once. The
+/// importance-sampled `log p(x)` of every latent-variable model runs on it.
+///
+/// # Errors
+/// `log_w`'s errors; as [`log_mean_exp`] (including `k = 0`).
+pub fn chunked_log_mean_exp<E: From<Error>>(
+    k: usize,
+    sample_elements: usize,
+    mut log_w: impl FnMut(usize) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<Tensor, E> {
+    if k == 0 {
+        return Err(Error::InvalidArgument {
+            op: "chunked_log_mean_exp",
+            reason: "K = 0: at least one sample is needed".into(),
+        }
+        .into());
+    }
+    let step = items_per_chunk(sample_elements);
+    let mut parts = Vec::with_capacity(k.div_ceil(step));
+    let mut done = 0;
+    while done < k {
+        let n = step.min(k - done);
+        parts.push(log_w(n)?);
+        done += n;
+    }
+    let all = Tensor::cat(&parts, 0).map_err(Error::from)?;
+    Ok(log_mean_exp(&all)?)
+}
+
 /// Weighted `log Σ_i b_i e^{x_i}` over `dim` for non-negative weights `b`.
 ///
 /// Computed as `logsumexp(x + log b)` with terms where `b_i = 0` dropped even
@@ -471,6 +503,26 @@ mod tests {
         assert_eq!(items_per_chunk(0), CHUNK_ELEMENTS);
         assert_eq!(items_per_chunk(100 * 784), CHUNK_ELEMENTS / 78_400);
         assert_eq!(items_per_chunk(CHUNK_ELEMENTS + 1), 1);
+    }
+
+    #[test]
+    fn chunked_log_mean_exp_equals_one_pass() -> Result<()> {
+        // Samples as wide as a whole chunk: one sample per call, 5 calls.
+        let rows: Vec<f64> = (0..10).map(|i| (i as f64 * 0.7).sin() * 3.0).collect();
+        let all = Tensor::from_vec(rows.clone(), (5, 2), &Device::Cpu)?;
+        let mut next = 0;
+        let mut calls = Vec::new();
+        let chunked = chunked_log_mean_exp(5, CHUNK_ELEMENTS, |n| {
+            calls.push(n);
+            let part = all.narrow(0, next, n);
+            next += n;
+            Ok::<_, Error>(part?)
+        })?;
+        assert_eq!(calls, [1; 5]);
+        assert_eq!(chunked.to_vec1::<f64>()?, log_mean_exp(&all)?.to_vec1::<f64>()?);
+        let none = chunked_log_mean_exp(0, 1, |_| Ok::<_, Error>(all.clone()));
+        assert!(none.is_err());
+        Ok(())
     }
 
     // ---- slices ----

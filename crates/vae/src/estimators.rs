@@ -20,16 +20,13 @@
 //! `q = p(z|x)` has zero variance, since then every `w_k = p(x)`.
 //!
 //! Memory: the `K × batch` decoder passes run in chunks of at most
-//! [`CHUNK_ELEMENTS`] decoder outputs, and only the `[K, batch]` log weights
+//! [`deepgen_numerics::CHUNK_ELEMENTS`] decoder outputs, and only the `[K, batch]` log weights
 //! are kept.
 
 use crate::Result;
 use candle::Tensor;
-use deepgen_numerics::{DiagGaussian, items_per_chunk};
+use deepgen_numerics::{DiagGaussian, chunked_log_mean_exp, log_mean_exp};
 use rand::Rng;
-
-/// Re-exported from deepgen-numerics (its home since deepgen-hvae shares it).
-pub use deepgen_numerics::{CHUNK_ELEMENTS, log_mean_exp};
 
 /// A model with a latent variable: a likelihood `p(x|z)` and a prior `p(z)`.
 pub trait LatentModel {
@@ -77,7 +74,7 @@ pub fn log_importance_weights<M: LatentModel + ?Sized>(
 /// from `k` standard-normal draws `[n, batch, Z]` for `xs` `[batch, D]`,
 /// drawn and scored in chunks of `n` samples: the common part of both
 /// estimators, which differ only in how a draw becomes a log weight.
-fn chunked_log_mean_exp<M: LatentModel + ?Sized>(
+fn sampled_log_mean_exp<M: LatentModel + ?Sized>(
     model: &M,
     xs: &Tensor,
     k: usize,
@@ -88,16 +85,10 @@ fn chunked_log_mean_exp<M: LatentModel + ?Sized>(
     if k == 0 {
         return Err(crate::Error::invalid("k", 0, "at least one sample is needed"));
     }
-    let step = items_per_chunk(batch * dim);
-    let mut parts = Vec::with_capacity(k.div_ceil(step));
-    let mut done = 0;
-    while done < k {
-        let n = step.min(k - done);
+    chunked_log_mean_exp(k, batch * dim, |n| {
         let eps = deepgen_core::rng::randn(rng, (n, batch, model.latent_dim()), xs.device())?.to_dtype(xs.dtype())?;
-        parts.push(log_w(&eps)?);
-        done += n;
-    }
-    Ok(log_mean_exp(&Tensor::cat(&parts, 0)?)?)
+        log_w(&eps)
+    })
 }
 
 /// The importance-sampling estimate of `log p(x)` per row with proposal `q`
@@ -114,7 +105,7 @@ pub fn importance_log_likelihood<M: LatentModel + ?Sized>(
     k: usize,
     rng: &mut impl Rng,
 ) -> Result<Tensor> {
-    chunked_log_mean_exp(model, xs, k, rng, |eps| {
+    sampled_log_mean_exp(model, xs, k, rng, |eps| {
         log_importance_weights(model, xs, proposal, eps)
     })
 }
@@ -130,7 +121,7 @@ pub fn naive_log_likelihood<M: LatentModel + ?Sized>(
     k: usize,
     rng: &mut impl Rng,
 ) -> Result<Tensor> {
-    chunked_log_mean_exp(model, xs, k, rng, |eps| {
+    sampled_log_mean_exp(model, xs, k, rng, |eps| {
         model.log_likelihood(xs, &model.sample_prior(eps)?)
     })
 }

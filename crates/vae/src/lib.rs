@@ -87,14 +87,8 @@ pub use config::{Architecture, DecoderKind, Objective, PriorKind, VaeConfig};
 pub use decoder::{Decoder, DecoderOutput, decoder};
 pub use encoder::{Encoder, encoder};
 pub use error::{Error, Result};
-pub use estimators::{
-    LatentModel, importance_log_likelihood, log_importance_weights, log_mean_exp, naive_log_likelihood,
-};
+pub use estimators::{LatentModel, importance_log_likelihood, log_importance_weights, naive_log_likelihood};
 pub use linear_gaussian::{FullGaussian, LinearGaussian};
 pub use prior::{Prior, prior};
 pub use train::{AeTrainer, VaeTrainer, load_vae};
 pub use vae::{LossValues, Vae, VaeLoss, normal_quantile, vae};
-
-/// Re-exported from deepgen-numerics, where it moved so that other models
-/// (deepgen-hvae) share it without depending on this crate.
-pub use deepgen_numerics::bce_with_logits_rows;
