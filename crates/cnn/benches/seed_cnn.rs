@@ -15,7 +15,6 @@
 //! Candle's ops and with deepgen-core's (which the layers use).
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use deepgen_cnn::{ClassifierConfig, Spec};
 use deepgen_core::candle::{DType, Device, Module, Tensor, Var};
@@ -32,22 +31,13 @@ const TIMED_RUNS: usize = 3;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Median wall time in seconds of `f` over [`TIMED_RUNS`] after [`WARM_UPS`].
-fn median_seconds(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    for _ in 0..WARM_UPS {
-        f()?;
-    }
-    let mut times = Vec::with_capacity(TIMED_RUNS);
-    for _ in 0..TIMED_RUNS {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[TIMED_RUNS / 2])
+fn median_seconds(f: impl FnMut() -> Result<()>) -> Result<f64> {
+    deepgen_core::bench::median_seconds(WARM_UPS, TIMED_RUNS, f)
 }
 
+/// The `BENCH` line, and the ratio to PyTorch for a reader of the output.
 fn report(name: &str, seconds: f64, pytorch: f64) {
-    println!("BENCH {name} {seconds:.4} {pytorch:.3}");
+    deepgen_core::bench::report(name, seconds, Some(pytorch));
     println!(
         "  {name}: {seconds:.3} s, {:.2}× PyTorch's {pytorch:.3} s",
         seconds / pytorch

@@ -38,6 +38,7 @@ use std::time::Instant;
 
 use candle::{D, DType, Device, Module, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
+use deepgen_core::bench::report;
 use deepgen_core::rng::{rand_uniform, randn, rng_from_seed};
 use deepgen_core::{Adam, AdamConfig, StdRng, ops, seeded_var_builder};
 use rand::Rng;
@@ -68,13 +69,6 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     }
     times.sort_by(f64::total_cmp);
     Ok(times[runs / 2])
-}
-
-fn report(name: &str, seconds: f64, pytorch: Option<f64>) {
-    match pytorch {
-        Some(reference) => println!("BENCH {name} {seconds:.4} {reference:.3}"),
-        None => println!("BENCH {name} {seconds:.4} -"),
-    }
 }
 
 /// Which implementation a workload is written with.

@@ -29,6 +29,7 @@
 pub use candle;
 pub use candle_nn;
 
+pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod error;

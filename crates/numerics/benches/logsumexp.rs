@@ -7,9 +7,9 @@
 //! 0.037 s over the rows of a 1e4×1e3 `f32` matrix.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use candle::{Device, Tensor};
+use deepgen_core::bench::report;
 use deepgen_numerics::logsumexp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -18,25 +18,8 @@ const WARM_UPS: usize = 2;
 const TIMED_RUNS: usize = 7;
 
 /// Median wall time in seconds of `f` over [`TIMED_RUNS`] after [`WARM_UPS`].
-fn median_seconds(mut f: impl FnMut() -> deepgen_numerics::Result<()>) -> deepgen_numerics::Result<f64> {
-    for _ in 0..WARM_UPS {
-        f()?;
-    }
-    let mut times = Vec::with_capacity(TIMED_RUNS);
-    for _ in 0..TIMED_RUNS {
-        let start = Instant::now();
-        f()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[TIMED_RUNS / 2])
-}
-
-fn report(name: &str, seconds: f64, pytorch: Option<f64>) {
-    match pytorch {
-        Some(reference) => println!("BENCH {name} {seconds:.4} {reference:.3}"),
-        None => println!("BENCH {name} {seconds:.4} -"),
-    }
+fn median_seconds(f: impl FnMut() -> deepgen_numerics::Result<()>) -> deepgen_numerics::Result<f64> {
+    deepgen_core::bench::median_seconds(WARM_UPS, TIMED_RUNS, f)
 }
 
 fn random_tensor(rng: &mut StdRng, n: usize, shape: &[usize]) -> deepgen_numerics::Result<Tensor> {

@@ -22,6 +22,7 @@
 //! A first free argument filters the workloads by name.
 
 use candle::{DType, Device, Tensor};
+use deepgen_core::bench::report;
 use deepgen_core::rng::{rand_uniform, rng_from_seed};
 use deepgen_core::{AdamConfig, BatchSource, StdRng, TrainConfig, fit};
 use deepgen_data::{Batcher, BatcherConfig};
@@ -78,11 +79,6 @@ fn load_average() -> String {
 
 fn selected(name: &str, filter: &Option<String>) -> bool {
     filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
-}
-
-fn report(name: &str, seconds: f64, reference: Option<f64>) {
-    let reference = reference.map_or("-".to_string(), |r| format!("{r}"));
-    println!("BENCH {name} {seconds:.4} {reference}");
 }
 
 fn main() -> Result<()> {
