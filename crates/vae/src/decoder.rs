@@ -3,13 +3,18 @@
 
 use crate::config::{Architecture, DecoderKind, VaeConfig};
 use crate::encoder::CONV_CHANNELS;
-use candle::{D, Tensor};
+use candle::{D, Tensor, Var};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{ConvTranspose2d, Linear, Relu, conv_transpose2d, linear};
 use deepgen_numerics::{DiagGaussian, bce_with_logits_rows, log_sigmoid, sigmoid};
 
 /// `½ ln 2π`.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_8;
+
+/// How far from 0 and 1 the data's pixel means are kept before their logit
+/// in [`Decoder::init_output_bias`]: MNIST's border pixels are 0 in every
+/// image, and `logit(10⁻³) ≈ −6.9` is a finite bias that training can move.
+pub const MARGINAL_CLAMP: f64 = 1e-3;
 
 #[derive(Clone, Debug)]
 enum Body {
@@ -193,6 +198,75 @@ impl Decoder {
                 Ok(sq.reshape(n)?.affine(0.5, d as f64 * HALF_LN_2PI)?)
             }
         }
+    }
+
+    /// Sets the output layer's bias from the data, so that with its output
+    /// weights at zero the decoder's mean is the data's per-pixel mean `x̄`:
+    ///
+    /// ```text
+    /// Bernoulli:  b_j = log(x̄_j / (1 − x̄_j)),  x̄_j clamped to [10⁻³, 1 − 10⁻³]
+    /// Gaussian:   b_j = x̄_j
+    /// ```
+    ///
+    /// That is the maximum-likelihood model of independent pixels (Hinton's
+    /// guide to training RBMs starts visible biases at these log-odds), so the
+    /// first steps learn how digits differ from the mean image instead of
+    /// the mean image itself. The convolutional decoder has one bias per
+    /// channel: it takes the channel's mean over all its pixels. The
+    /// learned-variance head keeps its initialisation. `images` `[n, D]`
+    /// (flattened, as the VAE takes them) are the training data.
+    ///
+    /// # Errors
+    /// [`crate::Error::BadShape`] when `images` is not `[n, D]` with `n ≥ 1`;
+    /// [`crate::Error::InvalidConfig`] when the bias is not a trainable
+    /// variable (a decoder built from plain tensors).
+    pub fn init_output_bias(&self, images: &Tensor) -> crate::Result<()> {
+        // The bias, and for the convolutional decoder its image channels.
+        let (bias, channels) = match &self.body {
+            Body::Mlp { out, .. } => (out.bias(), None),
+            Body::Conv {
+                deconv2,
+                channels,
+                side,
+                ..
+            } => (deconv2.bias(), Some((*channels, side * side))),
+        };
+        let width = bias.dim(0)?;
+        let d = channels.map_or(width, |(c, pixels)| c * pixels);
+        let n = match *images.dims() {
+            [n, xd] if xd == d && n > 0 => n,
+            _ => {
+                return Err(crate::Error::BadShape {
+                    what: "images for the output bias",
+                    got: images.dims().to_vec(),
+                    expected: format!("[n ≥ 1, {d}]"),
+                });
+            }
+        };
+        if !bias.is_variable() {
+            return Err(crate::Error::invalid(
+                "output bias",
+                "a plain tensor",
+                "a decoder built from plain tensors has no variable to initialise",
+            ));
+        }
+        let images = images.to_dtype(bias.dtype())?.to_device(bias.device())?;
+        let pixel_mean = match channels {
+            None => images.mean(0)?,
+            Some((c, pixels)) => images.reshape((n, c, pixels))?.mean(2)?.mean(0)?,
+        };
+        let loc = match self.kind {
+            DecoderKind::Bernoulli => {
+                let p = pixel_mean.clamp(MARGINAL_CLAMP, 1.0 - MARGINAL_CLAMP)?;
+                (p.log()? - p.affine(-1.0, 1.0)?.log()?)?
+            }
+            DecoderKind::Gaussian | DecoderKind::GaussianLearned => pixel_mean,
+        };
+        let value = match loc.dim(0)? {
+            len if len == width => loc,
+            len => Tensor::cat(&[&loc, &bias.narrow(0, len, width - len)?.copy()?], 0)?,
+        };
+        Ok(Var::from_tensor(bias)?.set(&value)?)
     }
 
     /// `E[x|z]`, what pictures show: `σ(logits)` or the Gaussian mean.

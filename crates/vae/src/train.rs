@@ -57,6 +57,17 @@ pub trait TrainableModel: Sized {
     /// Shape errors; Candle errors.
     fn step_loss(&self, xs: &Tensor, rng: &mut StdRng) -> Result<StepLoss>;
 
+    /// Data-dependent initialisation from the training images `[n, D]`,
+    /// before the first step; the default does nothing. The VAE starts its
+    /// decoder's output bias at the data's per-pixel marginal
+    /// ([`crate::Decoder::init_output_bias`]).
+    ///
+    /// # Errors
+    /// Shape errors; Candle errors.
+    fn init_from_data(&self, _images: &Tensor) -> Result<()> {
+        Ok(())
+    }
+
     /// The end-of-epoch metrics on `images` `[n, D]` in batches of
     /// `batch_size`.
     ///
@@ -142,6 +153,16 @@ impl<M: TrainableModel> Trainer<M> {
         }
         self.test = Some(TestSet { images, batch_size });
         Ok(self)
+    }
+
+    /// Initialises the model from its training images `[n, D]` before the
+    /// first step ([`TrainableModel::init_from_data`]); a resumed run's
+    /// checkpoint overwrites it.
+    ///
+    /// # Errors
+    /// Shape errors; Candle errors.
+    pub fn init_from_data(&mut self, images: &Tensor) -> Result<()> {
+        self.model.init_from_data(images)
     }
 
     /// The model.
@@ -240,6 +261,10 @@ impl TrainableModel for Vae {
 
     fn step_loss(&self, xs: &Tensor, rng: &mut StdRng) -> Result<StepLoss> {
         vae_step_loss(xs, self.objective(xs, rng)?)
+    }
+
+    fn init_from_data(&self, images: &Tensor) -> Result<()> {
+        self.decoder().init_output_bias(images)
     }
 
     fn test_metrics(&self, images: &Tensor, batch_size: usize, rng: &mut StdRng) -> Result<Metrics> {

@@ -67,6 +67,25 @@ pub enum PriorArg {
     Learned,
 }
 
+/// `--output-bias`: how the decoder's output bias starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputBiasArg {
+    /// The training data's per-pixel log-odds (Bernoulli) or mean (Gaussian).
+    Marginal,
+    /// nn.Linear's U(±1/√fan_in), as pytorch/examples.
+    Pytorch,
+}
+
+impl OutputBiasArg {
+    /// Its `config.toml` value.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Marginal => "marginal",
+            Self::Pytorch => "pytorch",
+        }
+    }
+}
+
 /// `--kind` of `deepgen train ae`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AeKindArg {
@@ -123,6 +142,10 @@ pub struct TrainArgs {
     /// Train on the IWAE bound with K importance samples instead of the ELBO.
     #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub iwae_k: Option<usize>,
+    /// How the decoder's output bias starts: at the data's marginal, so the
+    /// first steps need not learn the mean image, or as PyTorch's nn.Linear.
+    #[arg(long, value_enum, default_value_t = OutputBiasArg::Marginal)]
+    pub output_bias: OutputBiasArg,
     #[command(flatten)]
     pub common: CommonTrainArgs,
 }
@@ -201,11 +224,15 @@ impl Pictured for AeTrainer {
 }
 
 /// `deepgen train vae` and `deepgen train ae` once the options are checked:
-/// [`train_with_pictures`] with the model `M` of `config` and the `headline`
-/// lines (given the run, the trainer, the data and the device).
+/// [`train_with_pictures`] with the model `M` of `config`, initialised from
+/// the training images when `init_from_data` ([`Trainer::init_from_data`]),
+/// its `config.toml` entries `entries` and the `headline` lines (given the
+/// run, the trainer, the data and the device).
 fn train_vae_family<M>(
     run: TrainRun,
     config: &M::Config,
+    init_from_data: bool,
+    mut entries: Vec<(&'static str, ConfigValue)>,
     headline: impl FnOnce(&TrainRun, &Trainer<M>, &Mnist, &Device) -> Vec<String>,
 ) -> Result<()>
 where
@@ -213,13 +240,16 @@ where
     Trainer<M>: Pictured + TrainStep<Batch = Tensor>,
 {
     train_with_pictures(run, |run, input| {
-        let trainer = Trainer::<M>::new(config, run.adam(), run.args.seed, &input.device)?
+        let mut trainer = Trainer::<M>::new(config, run.adam(), run.args.seed, &input.device)?
             .with_test_set(input.test_images.clone(), EVAL_BATCH)?;
+        if init_from_data {
+            trainer.init_from_data(&input.data.train_images)?;
+        }
         let headline = headline(run, &trainer, &input.data, &input.device);
-        let config_text = trainer.model().config().to_text();
+        entries.insert(0, (M::FAMILY, ConfigValue::Text(trainer.model().config().to_text())));
         Ok(PicturedModel {
             step: trainer,
-            config: vec![(M::FAMILY, ConfigValue::Text(config_text))],
+            config: entries,
             headline,
         })
     })
@@ -256,12 +286,16 @@ fn vae_config(args: &TrainArgs) -> Result<VaeConfig> {
 pub fn train(args: TrainArgs) -> Result<()> {
     let run = TrainRun::new(&args.common, Vae::FAMILY, VAE_DEFAULTS)?;
     let config = vae_config(&args)?;
-    train_vae_family::<Vae>(run, &config, |run, trainer, data, device| {
+    let output_bias = args.output_bias;
+    let entries = vec![("output_bias", ConfigValue::Text(output_bias.name().into()))];
+    let init_from_data = output_bias == OutputBiasArg::Marginal;
+    train_vae_family::<Vae>(run, &config, init_from_data, entries, |run, trainer, data, device| {
         vec![
             format!(
-                "training a VAE `{}` ({} parameters) {}",
+                "training a VAE `{}` ({} parameters, output bias {}) {}",
                 config.to_text(),
                 parameter_count(trainer.varmap()),
+                output_bias.name(),
                 run.data_summary(data)
             ),
             run.schedule_summary(device),
@@ -292,7 +326,7 @@ pub fn train_ae(args: AeTrainArgs) -> Result<()> {
         ..Default::default()
     };
     config.validate().context("invalid autoencoder options")?;
-    train_vae_family::<Autoencoder>(run, &config, |run, _trainer, data, device| {
+    train_vae_family::<Autoencoder>(run, &config, false, Vec::new(), |run, _trainer, data, device| {
         vec![format!(
             "training an autoencoder `{}` {}; {}",
             config.to_text(),
