@@ -114,11 +114,6 @@ fn linear_forward<T: WithDType>(x: &[T], w: &[T], b: &[T], n: usize, in_dim: usi
     if n == 0 || out == 0 || in_dim == 0 {
         return y;
     }
-    let parallelism = if n * out * in_dim >= 1 << 18 {
-        gemm::Parallelism::Rayon(candle::utils::get_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
     // y [n, out] += x [n, in] · Wᵀ, Wᵀ read in place from W [out, in].
     matmul(
         (n, out, in_dim),
@@ -127,9 +122,84 @@ fn linear_forward<T: WithDType>(x: &[T], w: &[T], b: &[T], n: usize, in_dim: usi
         true,
         Mat::rows(x, in_dim),
         Mat::transposed(w, in_dim),
-        parallelism,
+        gemm_parallelism(n * out * in_dim),
     );
     y
+}
+
+/// Rayon's pool (where gemm runs) for products of at least 2¹⁸
+/// multiply-adds, the calling thread below. Rayon's count is a field read;
+/// Candle's `get_num_threads` reads `/proc/cpuinfo` on every call.
+fn gemm_parallelism(multiply_adds: usize) -> gemm::Parallelism {
+    if multiply_adds >= 1 << 18 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// The two products of the linear layer's backward pass, by gemm straight
+/// from the row-major buffers (no transposed copies).
+#[derive(Clone, Copy, Debug)]
+enum LinearGrad {
+    /// `(∂y [n, out], W [out, in]) → ∂x = ∂y W`, `[n, in]`.
+    Input,
+    /// `(∂y [n, out], x [n, in]) → ∂W = ∂yᵀ x`, `[out, in]`.
+    Weight,
+}
+
+/// [`LinearGrad`]'s product for `∂y` `g` `[n, out]` and `m` (`W` or `x`).
+fn linear_grad<T: WithDType>(op: LinearGrad, g: &[T], m: &[T], (n, out, in_dim): (usize, usize, usize)) -> Vec<T> {
+    let parallelism = gemm_parallelism(n * in_dim * out);
+    match op {
+        LinearGrad::Input => {
+            // ∂x [n, in] = ∂y [n, out] · W [out, in]
+            let mut dst = vec![T::zero(); n * in_dim];
+            let (lhs, rhs) = (Mat::rows(g, out), Mat::rows(m, in_dim));
+            matmul((n, in_dim, out), &mut dst, in_dim, false, lhs, rhs, parallelism);
+            dst
+        }
+        LinearGrad::Weight => {
+            // ∂W [out, in] = ∂yᵀ [out, n] · x [n, in]
+            let mut dst = vec![T::zero(); out * in_dim];
+            let (lhs, rhs) = (Mat::transposed(g, out), Mat::rows(m, in_dim));
+            matmul((out, in_dim, n), &mut dst, in_dim, false, lhs, rhs, parallelism);
+            dst
+        }
+    }
+}
+
+impl candle::CustomOp2 for LinearGrad {
+    fn name(&self) -> &'static str {
+        "deepgen-linear-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle::Result<(CpuStorage, Shape)> {
+        let (n, out) = l1.shape().dims2()?;
+        let (rows, in_dim) = l2.shape().dims2()?;
+        let (expected_rows, shape) = match self {
+            Self::Input => (out, Shape::from((n, in_dim))),
+            Self::Weight => (n, Shape::from((out, in_dim))),
+        };
+        if rows != expected_rows {
+            candle::bail!(
+                "linear backward: gradient {:?} and operand {:?} do not fit",
+                l1.dims(),
+                l2.dims()
+            )
+        }
+        let op = *self;
+        let result = map_floats!("linear backward", |g = (s1, l1), m = (s2, l2)| {
+            linear_grad(op, g, m, (n, out, in_dim))
+        });
+        Ok((result, shape))
+    }
 }
 
 impl CustomOp3 for LinearOp {
@@ -170,13 +240,18 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad_x = if x.track_op() { Some(grad.matmul(w)?) } else { None };
-        let grad_w = grad.t()?.matmul(x)?;
-        let grad_b = match grad.dtype() {
-            DType::F32 | DType::F64 if grad.device().is_cpu() => grad.contiguous()?.apply_op1(ColumnSums)?,
-            _ => grad.sum(0)?,
+        if !(grad.device().is_cpu() && matches!(grad.dtype(), DType::F32 | DType::F64)) {
+            let grad_x = if x.track_op() { Some(grad.matmul(w)?) } else { None };
+            return Ok((grad_x, Some(grad.t()?.matmul(x)?), Some(grad.sum(0)?)));
+        }
+        let grad = grad.contiguous()?;
+        let grad_x = if x.track_op() {
+            Some(grad.apply_op2_no_bwd(&w.contiguous()?, &LinearGrad::Input)?)
+        } else {
+            None
         };
-        Ok((grad_x, Some(grad_w), Some(grad_b)))
+        let grad_w = grad.apply_op2_no_bwd(&x.contiguous()?, &LinearGrad::Weight)?;
+        Ok((grad_x, Some(grad_w), Some(grad.apply_op1(ColumnSums)?)))
     }
 }
 

@@ -77,18 +77,18 @@ const PARALLEL_MIN: usize = 1 << 16;
 /// Runs `f(first_row, rows_of_out)` over `out` (`rows` rows of `width`
 /// values) split into one band per thread.
 fn for_row_bands<T: Send>(out: &mut [T], rows: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let threads = candle::utils::get_num_threads().max(1);
+    use rayon::prelude::*;
+    // Rayon's pool, where the gemm of the layers around this op runs: no
+    // thread is started per call.
+    let threads = rayon::current_num_threads().max(1);
     if threads == 1 || rows < 2 || rows * width.max(1) < PARALLEL_MIN {
         f(0, out);
         return;
     }
     let band = rows.div_ceil(threads);
-    std::thread::scope(|scope| {
-        for (i, chunk) in out.chunks_mut(band * width.max(1)).enumerate() {
-            let f = &f;
-            scope.spawn(move || f(i * band, chunk));
-        }
-    });
+    out.par_chunks_mut(band * width.max(1))
+        .enumerate()
+        .for_each(|(i, chunk)| f(i * band, chunk));
 }
 
 /// Terms per partial product in [`row_bce`]: each factor `1 + e^{−|l|}` is

@@ -17,7 +17,7 @@
 //! term within 1e-8 relative, below `f32`'s rounding (6e-8); `f64` inputs use
 //! degree 12, accurate to rounding.
 
-use std::thread;
+use rayon::prelude::*;
 
 /// Accumulator lanes in the inner loops (a multiple of every SIMD width).
 const LANES: usize = 8;
@@ -278,7 +278,7 @@ unsafe fn partial_of_avx2_fma<T: Real>(row: &[T]) -> Partial {
 
 /// Number of worker threads for `n_elements` of work (at least 1).
 fn n_threads_for(n_elements: usize) -> usize {
-    let available = candle::utils::get_num_threads().max(1);
+    let available = rayon::current_num_threads().max(1);
     (n_elements / MIN_ELEMENTS_PER_THREAD).clamp(1, available)
 }
 
@@ -291,22 +291,12 @@ pub(crate) fn logsumexp_row<T: Real>(row: &[T]) -> f64 {
     // Whole blocks per thread so block boundaries do not depend on threads.
     let blocks_per_thread = row.len().div_ceil(BLOCK).div_ceil(n_threads);
     let chunk_len = blocks_per_thread * BLOCK;
-    thread::scope(|scope| {
-        let handles: Vec<_> = row
-            .chunks(chunk_len)
-            .map(|chunk| scope.spawn(move || partial_of(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or(Partial {
-                    nan: true,
-                    ..Partial::EMPTY
-                })
-            })
-            .fold(Partial::EMPTY, Partial::merge)
-            .finish()
-    })
+    row.par_chunks(chunk_len)
+        .map(partial_of)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(Partial::EMPTY, Partial::merge)
+        .finish()
 }
 
 /// Row-wise logsumexp of a row-major `[n_rows, row_len]` buffer.
@@ -339,15 +329,13 @@ pub(crate) fn logsumexp_rows<T: Real>(data: &[T], n_rows: usize, row_len: usize)
         return out;
     }
     let rows_per_thread = n_rows.div_ceil(n_threads);
-    thread::scope(|scope| {
-        let mut rest = data;
-        for out_chunk in out.chunks_mut(rows_per_thread) {
-            let take = (out_chunk.len() * row_len).min(rest.len());
-            let (mine, others) = rest.split_at(take);
-            rest = others;
-            scope.spawn(move || fill(mine, out_chunk));
-        }
-    });
+    out.par_chunks_mut(rows_per_thread)
+        .enumerate()
+        .for_each(|(i, out_chunk)| {
+            let start = (i * rows_per_thread * row_len).min(data.len());
+            let end = (start + out_chunk.len() * row_len).min(data.len());
+            fill(&data[start..end], out_chunk);
+        });
     out
 }
 
