@@ -65,6 +65,7 @@ pub mod bce;
 pub mod distributions;
 pub mod divergence;
 pub mod error;
+mod fast_exp;
 pub mod interpolate;
 pub mod logsumexp;
 pub mod stable;

@@ -17,6 +17,7 @@
 //! term within 1e-8 relative, below `f32`'s rounding (6e-8); `f64` inputs use
 //! degree 12, accurate to rounding.
 
+use crate::fast_exp::exp_nonpositive;
 use rayon::prelude::*;
 
 /// Accumulator lanes in the inner loops (a multiple of every SIMD width).
@@ -25,10 +26,6 @@ const LANES: usize = 8;
 const BLOCK: usize = 2048;
 /// Below this many elements per thread, spawning threads does not pay.
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 16;
-/// Below `e^{-708}` a term is dropped: the sum is at least 1, so such terms
-/// cannot change it, and `2^k` stays a normal number.
-const MIN_EXPONENT: f64 = -708.0;
-
 /// A floating-point element the kernels accept (`f32`, `f64`).
 pub(crate) trait Real: Copy + Send + Sync + PartialOrd + 'static {
     /// Negative infinity of this type.
@@ -85,57 +82,6 @@ impl Real for f64 {
         sum_exp_shifted::<Self, 12, FUSED>(block, shift)
     }
 }
-
-/// `a · b + c`, fused (one rounding) when `FUSED`.
-#[inline(always)]
-fn mul_add<const FUSED: bool>(a: f64, b: f64, c: f64) -> f64 {
-    if FUSED { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// `e^d` for `d ≤ 0` (including `-inf`), branch-free so it vectorises.
-///
-/// `d = k ln 2 + r` with `k = round(d / ln 2)` and `|r| ≤ ln 2 / 2`;
-/// `e^d = 2^k · e^r` with `e^r` from its Taylor polynomial of `DEGREE`.
-/// Arguments below [`MIN_EXPONENT`] give 0.
-#[inline(always)]
-pub(crate) fn exp_nonpositive<const DEGREE: usize, const FUSED: bool>(d: f64) -> f64 {
-    // Adding 1.5·2^52 rounds to an integer (ties to even) and leaves that
-    // integer, in two's complement, in the low mantissa bits.
-    const ROUNDER: f64 = 6_755_399_441_055_744.0;
-    // ln 2 split so that `k · LN2_HI` is exact for |k| < 2^11 (fdlibm).
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    let clamped = if d < MIN_EXPONENT { MIN_EXPONENT } else { d };
-    let shifted = mul_add::<FUSED>(clamped, std::f64::consts::LOG2_E, ROUNDER);
-    let k = shifted - ROUNDER;
-    let r = mul_add::<FUSED>(-k, LN2_HI, clamped);
-    let r = mul_add::<FUSED>(-k, LN2_LO, r);
-    // Horner: Σ_{i ≤ DEGREE} r^i / i!.
-    let mut poly = INVERSE_FACTORIALS[DEGREE];
-    let mut i = DEGREE;
-    while i > 0 {
-        i -= 1;
-        poly = mul_add::<FUSED>(poly, r, INVERSE_FACTORIALS[i]);
-    }
-    let k_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits());
-    // k ∈ [-1022, 0], so k + 1023 ∈ [1, 1023] is a normal exponent field.
-    let two_to_k = f64::from_bits(k_bits.wrapping_add(1023) << 52);
-    let value = poly * two_to_k;
-    if d < MIN_EXPONENT { 0.0 } else { value }
-}
-
-/// `1/i!` for `i = 0..=16`.
-const INVERSE_FACTORIALS: [f64; 17] = {
-    let mut table = [1.0; 17];
-    let mut factorial = 1.0;
-    let mut i = 1;
-    while i < 17 {
-        factorial *= i as f64;
-        table[i] = 1.0 / factorial;
-        i += 1;
-    }
-    table
-};
 
 #[inline(always)]
 fn sum_exp_shifted<T: Real, const DEGREE: usize, const FUSED: bool>(block: &[T], shift: f64) -> f64 {
@@ -342,38 +288,6 @@ pub(crate) fn logsumexp_rows<T: Real>(data: &[T], n_rows: usize, row_len: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The vectorisable exponential against `f64::exp` over its whole range.
-    #[test]
-    fn exp_nonpositive_matches_std_exp() {
-        let mut d = 0.0f64;
-        while d > -707.0 {
-            let exact = d.exp();
-            for fast in [exp_nonpositive::<12, false>(d), exp_nonpositive::<12, true>(d)] {
-                let rel = ((fast - exact) / exact).abs();
-                assert!(rel < 4e-16, "d = {d}: {fast} vs {exact} (rel {rel:e})");
-            }
-            for rough in [exp_nonpositive::<7, false>(d), exp_nonpositive::<7, true>(d)] {
-                let rel = ((rough - exact) / exact).abs();
-                assert!(rel < 1e-8, "d = {d}: {rough} vs {exact} (rel {rel:e})");
-            }
-            d -= 0.0137;
-        }
-    }
-
-    #[test]
-    fn exp_nonpositive_limits() {
-        for exp in [
-            exp_nonpositive::<12, false>,
-            exp_nonpositive::<12, true>,
-            exp_nonpositive::<7, false>,
-        ] {
-            assert_eq!(exp(0.0), 1.0);
-            assert_eq!(exp(f64::NEG_INFINITY), 0.0);
-            assert_eq!(exp(-709.0), 0.0);
-            assert_eq!(exp(-1e300), 0.0);
-        }
-    }
 
     /// Blocked, threaded and plain evaluation agree on a long row.
     #[test]
