@@ -23,7 +23,10 @@
 //! and noise: the noise `ε` is an argument (or drawn from a `rand` generator
 //! passed in), never from Candle's unseedable CPU generator, so every test
 //! and run is reproducible. Layers are initialised like PyTorch's
-//! (`U(±1/√fan_in)`), so a run compares with pytorch/examples'. On the CPU
+//! (`U(±1/√fan_in)`), so a run compares with pytorch/examples'; a trainer
+//! may then start the decoder's output bias at the data's per-pixel
+//! marginal ([`Decoder::init_output_bias`], `deepgen train vae`'s default),
+//! which saves the first steps the work of learning the mean image. On the CPU
 //! the hot path avoids Candle's per-op overhead where it costs most: the
 //! linear layer is one fused op whose backward pass computes only the
 //! gradients that are needed ([`deepgen_core::nn::Linear`]), the Bernoulli likelihood is one
