@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, write_fake_mnist};
+use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, utf8, write_fake_mnist};
 
 const SEED_SPEC: &str = "INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
 /// Small enough to train in a second: 4×4 average pooling, then 10 logits.
@@ -45,14 +45,7 @@ fn missing_data_says_how_to_fetch_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("nowhere");
     let out = dir.path().join("run");
-    let output = deepgen(&[
-        "train",
-        "cnn",
-        "--data-dir",
-        data.to_str().expect("utf-8 path"),
-        "--out",
-        out.to_str().expect("utf-8 path"),
-    ]);
+    let output = deepgen(&["train", "cnn", "--data-dir", utf8(&data), "--out", utf8(&out)]);
     assert_fails_cleanly(&output, "cargo xtask fetch-mnist");
     assert!(!out.exists(), "a failed start leaves no run directory");
 }
@@ -61,9 +54,9 @@ fn missing_data_says_how_to_fetch_it() {
 fn train_resume_and_eval_a_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_fake_mnist(dir.path(), 320, 100);
-    let data = dir.path().to_str().expect("utf-8 path");
+    let data = utf8(dir.path());
     let run = dir.path().join("run");
-    let run_str = run.to_str().expect("utf-8 path");
+    let run_str = utf8(&run);
     // `deepgen train cnn` on the fake data into the run directory, with
     // `extra` flags (the spec, --resume).
     let train = |epochs: &str, extra: &[&str]| {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, write_fake_mnist};
+use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, utf8, write_fake_mnist};
 use std::path::Path;
 use std::process::Output;
 
@@ -21,10 +21,6 @@ const TINY: [&str; 10] = [
     "--hidden2",
     "4",
 ];
-
-fn utf8(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// `deepgen train hvae` of the tiny model on the data in `data` into `run`,
 /// with `extra` flags.

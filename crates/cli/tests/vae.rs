@@ -4,13 +4,9 @@
 
 mod common;
 
-use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, write_fake_mnist};
+use common::{assert_fails_cleanly, assert_flag_rejected, deepgen, text, utf8, write_fake_mnist};
 use std::path::Path;
 use std::process::Output;
-
-fn utf8(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
 
 /// `deepgen train <model>` (`vae` or `ae`) of a 784-16-2 network on the data
 /// in `data` into `run`, with `extra` flags.

@@ -148,25 +148,27 @@ enum LinearGrad {
     Weight,
 }
 
-/// [`LinearGrad`]'s product for `∂y` `g` `[n, out]` and `m` (`W` or `x`).
+/// [`LinearGrad`]'s product for `∂y` `g` `[n, out]` and `m` (`W` or `x`,
+/// both `[·, in]`): `rows × in` from an inner dimension `k`.
 fn linear_grad<T: WithDType>(op: LinearGrad, g: &[T], m: &[T], (n, out, in_dim): (usize, usize, usize)) -> Vec<T> {
+    let (rows, k, lhs) = match op {
+        // ∂x [n, in] = ∂y [n, out] · W [out, in]
+        LinearGrad::Input => (n, out, Mat::rows(g, out)),
+        // ∂W [out, in] = ∂yᵀ [out, n] · x [n, in]
+        LinearGrad::Weight => (out, n, Mat::transposed(g, out)),
+    };
+    let mut dst = vec![T::zero(); rows * in_dim];
     let parallelism = gemm_parallelism(n * in_dim * out);
-    match op {
-        LinearGrad::Input => {
-            // ∂x [n, in] = ∂y [n, out] · W [out, in]
-            let mut dst = vec![T::zero(); n * in_dim];
-            let (lhs, rhs) = (Mat::rows(g, out), Mat::rows(m, in_dim));
-            matmul((n, in_dim, out), &mut dst, in_dim, false, lhs, rhs, parallelism);
-            dst
-        }
-        LinearGrad::Weight => {
-            // ∂W [out, in] = ∂yᵀ [out, n] · x [n, in]
-            let mut dst = vec![T::zero(); out * in_dim];
-            let (lhs, rhs) = (Mat::transposed(g, out), Mat::rows(m, in_dim));
-            matmul((out, in_dim, n), &mut dst, in_dim, false, lhs, rhs, parallelism);
-            dst
-        }
-    }
+    matmul(
+        (rows, in_dim, k),
+        &mut dst,
+        in_dim,
+        false,
+        lhs,
+        Mat::rows(m, in_dim),
+        parallelism,
+    );
+    dst
 }
 
 impl candle::CustomOp2 for LinearGrad {

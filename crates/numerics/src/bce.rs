@@ -14,7 +14,7 @@
 //! tests below check that the two agree in value and gradient.
 
 use crate::error::{Error, Result};
-use crate::fast_exp::exp_nonpositive;
+use crate::fast_exp::{exp_nonpositive, has_avx2_fma};
 use crate::stable::bce_with_logits_elementwise;
 use candle::{CpuStorage, CustomOp2, CustomOp3, D, DType, Layout, Shape, Tensor, WithDType};
 
@@ -157,18 +157,6 @@ unsafe fn row_bce_avx2_fma<T: Float>(l: &[T], t: &[T]) -> f64 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn row_grad_avx2_fma<T: Float>(o: &mut [T], l: &[T], t: &[T], g: T) {
     row_grad_impl::<T, true>(o, l, t, g)
-}
-
-/// Whether the AVX2 + FMA kernels can run (cached by `std`).
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// One row's binary cross-entropy, with AVX2 and FMA where available.

@@ -10,6 +10,20 @@
 /// term cannot change the result.
 const MIN_EXPONENT: f64 = -708.0;
 
+/// Whether kernels compiled for AVX2 + FMA can run on this CPU (the
+/// detection is cached by `std`); the kernels around [`exp_nonpositive`]
+/// pick their `FUSED` copy with it.
+pub(crate) fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `a · b + c`, fused (one rounding) when `FUSED`.
 #[inline(always)]
 fn mul_add<const FUSED: bool>(a: f64, b: f64, c: f64) -> f64 {

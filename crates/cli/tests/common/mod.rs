@@ -13,6 +13,11 @@ pub fn deepgen(args: &[&str]) -> Output {
         .expect("the deepgen binary runs")
 }
 
+/// A temporary path as the `&str` an argument list takes.
+pub fn utf8(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
 /// Captured output as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -17,7 +17,7 @@
 //! term within 1e-8 relative, below `f32`'s rounding (6e-8); `f64` inputs use
 //! degree 12, accurate to rounding.
 
-use crate::fast_exp::exp_nonpositive;
+use crate::fast_exp::{exp_nonpositive, has_avx2_fma};
 use rayon::prelude::*;
 
 /// Accumulator lanes in the inner loops (a multiple of every SIMD width).
@@ -202,11 +202,9 @@ fn partial_of_impl<T: Real, const FUSED: bool>(row: &[T]) -> Partial {
 /// The reduction state of a whole row, using AVX2 and FMA where available.
 fn partial_of<T: Real>(row: &[T]) -> Partial {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
-            return unsafe { partial_of_avx2_fma(row) };
-        }
+    if has_avx2_fma() {
+        // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
+        return unsafe { partial_of_avx2_fma(row) };
     }
     partial_of_impl::<T, false>(row)
 }
