@@ -9,6 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The safetensors metadata key that holds a deepgen checkpoint's metadata
+/// as one JSON object (other safetensors files' metadata is read as it is).
+pub const METADATA_KEY: &str = "deepgen";
+
 /// The tensors and metadata of a checkpoint file.
 #[derive(Debug, Default, Clone)]
 pub struct Checkpoint {
@@ -96,8 +100,19 @@ impl Checkpoint {
         // tensors, safetensors 0.8 tells serde_json the header has 0 entries,
         // so it writes `{}` and then the `__metadata__` entry after it, a
         // header that no reader (its own included) accepts.
-        let metadata =
-            (!self.metadata.is_empty()).then(|| self.metadata.clone().into_iter().collect::<HashMap<String, String>>());
+        // All entries travel as one JSON object under one key: safetensors
+        // takes a `HashMap`, whose order (and so the file's bytes) would
+        // differ from run to run; a one-entry map and a `BTreeMap`'s JSON do
+        // not, so identical runs write identical checkpoints.
+        let metadata = if self.metadata.is_empty() {
+            None
+        } else {
+            let json = serde_json::to_string(&self.metadata).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("cannot serialise its metadata: {e}"),
+            })?;
+            Some(HashMap::from([(METADATA_KEY.to_string(), json)]))
+        };
         let bytes = safetensors::serialize(tensors, metadata).map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             reason: format!("cannot serialise: {e}"),
@@ -119,7 +134,15 @@ impl Checkpoint {
         };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
-        let metadata = header.metadata().clone().unwrap_or_default().into_iter().collect();
+        let raw = header.metadata().clone().unwrap_or_default();
+        let metadata = match raw.get(METADATA_KEY) {
+            Some(json) if raw.len() == 1 => serde_json::from_str(json).map_err(|e| {
+                invalid(format!(
+                    "its `{METADATA_KEY}` metadata is not a JSON object of strings: {e}"
+                ))
+            })?,
+            _ => raw.into_iter().collect(),
+        };
         let tensors = candle::safetensors::load_buffer(&bytes, device)
             .map_err(|e| invalid(format!("cannot read tensors: {e}")))?
             .into_iter()

@@ -22,8 +22,12 @@
 //!   has none of these);
 //! - [`train`]: the one training loop (epochs × batches, progress bar,
 //!   metrics CSV, NaN/inf guard, resume) that every model drives through its
-//!   [`train::TrainStep`], and [`batch_ranges`], the batches an evaluation
-//!   walks a test set in.
+//!   [`train::TrainStep`], handing each step its position ([`StepCtx`]), and
+//!   [`batch_ranges`], the batches an evaluation walks a test set in;
+//! - [`trainer`]: [`Trainer`], the one `TrainStep` of every model family (a
+//!   [`TrainableModel`] with its variables, one Adam per optimizer group,
+//!   self-describing checkpoints) and [`load_model`] from a run directory;
+//! - [`progress`]: the one progress-bar style.
 #![deny(missing_docs)]
 
 pub use candle;
@@ -37,8 +41,10 @@ pub mod init;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod progress;
 pub mod rng;
 pub mod train;
+pub mod trainer;
 
 pub use checkpoint::Checkpoint;
 pub use device::{DeviceChoice, select_device};
@@ -46,5 +52,9 @@ pub use error::{Error, Result};
 pub use init::seeded_var_builder;
 pub use ops::{prepare_cpu_training, reuse_freed_memory};
 pub use optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig, clip_grad_norm};
+pub use progress::progress_bar;
 pub use rng::{StdRng, derived_rng, rng_from_seed};
-pub use train::{BatchSource, EpochRecord, Metrics, TrainConfig, TrainStep, batch_ranges, fit, nonempty_batch_ranges};
+pub use train::{
+    BatchSource, EpochRecord, Metrics, StepCtx, TrainConfig, TrainStep, batch_ranges, fit, nonempty_batch_ranges,
+};
+pub use trainer::{Optimizers, TrainableModel, Trainer, load_model};

@@ -13,11 +13,10 @@
 //! resumed run draws exactly what an uninterrupted one does.
 
 use crate::checkpoint::{Checkpoint, write_atomic};
+use crate::progress::progress_bar;
 use crate::rng::derived_rng;
 use crate::{Error, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::rngs::StdRng;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -159,14 +158,58 @@ impl MetricMeans {
     }
 }
 
+/// Where a training step stands in the run: the loop hands it to every step
+/// so that schedules (KL warm-up, learning rate, EMA decay) are functions of
+/// the position, not counters kept by each model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepCtx {
+    /// The epoch, counted from 1.
+    pub epoch: usize,
+    /// The batch within the epoch, counted from 0.
+    pub batch_idx: usize,
+    /// Batches per epoch.
+    pub n_batches: usize,
+    /// Steps before this one in the whole run: `(epoch − 1) · n_batches + batch_idx`.
+    pub global_step: usize,
+}
+
+impl StepCtx {
+    /// The position of batch `batch_idx` of epoch `epoch` (from 1) in epochs
+    /// of `n_batches` batches.
+    pub fn new(epoch: usize, batch_idx: usize, n_batches: usize) -> Self {
+        Self {
+            epoch,
+            batch_idx,
+            n_batches,
+            global_step: epoch.saturating_sub(1) * n_batches + batch_idx,
+        }
+    }
+
+    /// Epochs completed once this step is done, fractional within an epoch:
+    /// `(epoch − 1) + (batch_idx + 1) / n_batches`, so that the last step of
+    /// epoch `e` is at exactly `e`.
+    pub fn progress_after(&self) -> f64 {
+        let within = (self.batch_idx + 1).min(self.n_batches.max(1)) as f64 / self.n_batches.max(1) as f64;
+        self.epoch.saturating_sub(1) as f64 + within
+    }
+}
+
+impl Default for StepCtx {
+    /// The first step of a one-batch epoch.
+    fn default() -> Self {
+        Self::new(1, 0, 1)
+    }
+}
+
 /// One model's side of training.
 pub trait TrainStep {
     /// The batch type this step consumes.
     type Batch;
 
-    /// One optimisation step on `batch`; returns named scalars for the metrics
-    /// log (e.g. `train_loss`). All noise comes from `rng`.
-    fn train_step(&mut self, batch: &Self::Batch, rng: &mut StdRng) -> Result<Metrics>;
+    /// One optimisation step on `batch` at position `ctx`; returns named
+    /// scalars for the metrics log (e.g. `train_loss`). All noise comes from
+    /// `rng`.
+    fn train_step(&mut self, batch: &Self::Batch, ctx: &StepCtx, rng: &mut StdRng) -> Result<Metrics>;
 
     /// Called after every epoch (`epoch` counts from 1): evaluation metrics
     /// (e.g. `test_loss`, `test_accuracy`) and pictures. None by default.
@@ -343,30 +386,9 @@ fn check_state_finite(checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
     Ok(())
 }
 
-fn progress_bar(config: &TrainConfig, n_batches: usize, epoch: usize) -> ProgressBar {
-    let bar = ProgressBar::new(n_batches as u64);
-    if !config.progress || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    if let Ok(style) = ProgressStyle::with_template(
-        "epoch {prefix:>3}/{len_epochs} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
-    )
-    .map(|s| s.progress_chars("=> "))
-    {
-        bar.set_style(style.with_key("len_epochs", {
-            let total = config.epochs;
-            move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{total}");
-            }
-        }));
-    }
-    bar.set_prefix(epoch.to_string());
-    bar
-}
-
 /// Trains `step` on `data` for `config.epochs` epochs; `on_epoch` sees every
-/// finished epoch (the CLI prints a line there). Returns the records of the
-/// epochs run in this call.
+/// finished epoch and the step after it (the CLI prints a line and draws
+/// pictures there). Returns the records of the epochs run in this call.
 ///
 /// # Errors
 /// - [`Error::NonFinite`] when a metric or parameter becomes NaN or infinite;
@@ -379,7 +401,7 @@ pub fn fit<S, D>(
     config: &TrainConfig,
     step: &mut S,
     data: &mut D,
-    mut on_epoch: impl FnMut(&EpochRecord),
+    mut on_epoch: impl FnMut(&EpochRecord, &S) -> Result<()>,
 ) -> Result<Vec<EpochRecord>>
 where
     S: TrainStep,
@@ -428,12 +450,21 @@ where
         let mut rng = derived_rng(config.seed, 2 * epoch_idx as u64);
         data.start_epoch(&mut rng)?;
         let n_batches = data.n_batches();
-        let bar = progress_bar(config, n_batches, epoch);
+        let bar = progress_bar(
+            n_batches as u64,
+            &format!(
+                "epoch {epoch:>w$}/{}",
+                config.epochs,
+                w = config.epochs.to_string().len()
+            ),
+            config.progress,
+        );
         let mut means = MetricMeans::default();
         let started = Instant::now();
         for batch_idx in 0..n_batches {
             let batch = data.batch(batch_idx)?;
-            let metrics = step.train_step(&batch, &mut rng)?;
+            let ctx = StepCtx::new(epoch, batch_idx, n_batches);
+            let metrics = step.train_step(&batch, &ctx, &mut rng)?;
             check_finite(&metrics, epoch, batch_idx.to_string())?;
             means.add(&metrics);
             if let Some((name, value)) = means.means().iter().next() {
@@ -463,7 +494,7 @@ where
             log.append(&record)?;
             checkpoint.save(path)?;
         }
-        on_epoch(&record);
+        on_epoch(&record, step)?;
         records.push(record);
     }
     Ok(records)

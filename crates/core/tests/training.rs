@@ -5,7 +5,7 @@
 use deepgen_core::candle::{DType, Device, Module, Tensor};
 use deepgen_core::candle_nn::{self, VarMap};
 use deepgen_core::rng::{permutation, randn, rng_from_seed};
-use deepgen_core::train::{CHECKPOINT_FILE, METRICS_FILE};
+use deepgen_core::train::{CHECKPOINT_FILE, METRICS_FILE, StepCtx};
 use deepgen_core::{
     Adam, AdamConfig, BatchSource, Checkpoint, Error, LrSchedule, Metrics, Result, StdRng, TrainConfig, TrainStep, fit,
     seeded_var_builder,
@@ -71,7 +71,7 @@ impl Regression {
 impl TrainStep for Regression {
     type Batch = (Tensor, Tensor);
 
-    fn train_step(&mut self, (xs, ys): &(Tensor, Tensor), rng: &mut StdRng) -> Result<Metrics> {
+    fn train_step(&mut self, (xs, ys): &(Tensor, Tensor), _ctx: &StepCtx, rng: &mut StdRng) -> Result<Metrics> {
         let noisy = (xs + (randn(rng, xs.dims(), xs.device())? * 0.1)?)?;
         let mut loss = self.loss(&noisy, ys)?;
         if self.poison_from_step.is_some_and(|s| self.steps >= s) {
@@ -169,7 +169,7 @@ fn run(
         &config(epochs, seed, dir, resume),
         &mut model,
         &mut Shuffled::new()?,
-        |_| {},
+        |_, _| Ok(()),
     )?;
     Ok((model, records))
 }
@@ -209,7 +209,7 @@ fn resumed_run_ends_where_an_uninterrupted_run_ends() -> Result<()> {
         &config(4, 3, Some(interrupted.path()), true),
         &mut model,
         &mut Shuffled::new()?,
-        |_| {},
+        |_, _| Ok(()),
     )?;
     assert_eq!(resumed.iter().map(|r| r.epoch).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(
@@ -244,7 +244,7 @@ fn nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() -> Result<(
         &config(5, 4, Some(dir.path()), false),
         &mut model,
         &mut Shuffled::new()?,
-        |_| {},
+        |_, _| Ok(()),
     )
     .unwrap_err();
     match &err {
@@ -268,7 +268,7 @@ fn nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() -> Result<(
         &config(3, 4, Some(dir.path()), true),
         &mut healthy,
         &mut Shuffled::new()?,
-        |_| {},
+        |_, _| Ok(()),
     )?;
     assert_eq!(records.len(), 1);
     assert!(records[0].train.get("train_loss").unwrap().is_finite());

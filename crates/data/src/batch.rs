@@ -244,10 +244,152 @@ impl BatchSource for Batcher {
     }
 
     fn batch(&self, batch_idx: usize) -> deepgen_core::Result<Batch> {
-        Batcher::batch(self, batch_idx).map_err(|e| match e {
-            Error::Candle(e) => deepgen_core::Error::Candle(e),
-            other => deepgen_core::Error::external(other),
+        Batcher::batch(self, batch_idx).map_err(loop_error)
+    }
+}
+
+/// A [`Batcher`]'s error as the training loop's: tensor errors pass
+/// through, the rest are boxed whole.
+fn loop_error(e: Error) -> deepgen_core::Error {
+    match e {
+        Error::Candle(e) => deepgen_core::Error::Candle(e),
+        other => deepgen_core::Error::external(other),
+    }
+}
+
+/// Batches of images only, `[batch, …]`: what generative models train on.
+#[derive(Clone, Debug)]
+pub struct ImageBatcher(Batcher);
+
+impl ImageBatcher {
+    /// Batches of `images` `[n, …]` on `device` (see [`Batcher::new`]).
+    ///
+    /// # Errors
+    /// As [`Batcher::new`].
+    pub fn new(images: &Tensor, config: BatcherConfig, device: &Device) -> Result<Self> {
+        Ok(Self(Batcher::new(images, None, config, device)?))
+    }
+}
+
+impl BatchSource for ImageBatcher {
+    type Batch = Tensor;
+
+    fn n_batches(&self) -> usize {
+        self.0.n_batches()
+    }
+
+    fn start_epoch(&mut self, rng: &mut StdRng) -> deepgen_core::Result<()> {
+        self.0.start_epoch(rng);
+        Ok(())
+    }
+
+    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<Tensor> {
+        Ok(self.0.batch(batch_idx).map_err(loop_error)?.images)
+    }
+}
+
+/// Batches of `(images, labels)`: what classifiers train on. The labels are
+/// there by construction, so no step checks for them.
+#[derive(Clone, Debug)]
+pub struct LabelledBatcher(Batcher);
+
+impl LabelledBatcher {
+    /// Batches of `images` `[n, …]` with `labels` `[n]` on `device`.
+    ///
+    /// # Errors
+    /// As [`Batcher::new`] (mismatched counts among them).
+    pub fn new(images: &Tensor, labels: &Tensor, config: BatcherConfig, device: &Device) -> Result<Self> {
+        Ok(Self(Batcher::new(images, Some(labels), config, device)?))
+    }
+}
+
+impl BatchSource for LabelledBatcher {
+    type Batch = (Tensor, Tensor);
+
+    fn n_batches(&self) -> usize {
+        self.0.n_batches()
+    }
+
+    fn start_epoch(&mut self, rng: &mut StdRng) -> deepgen_core::Result<()> {
+        self.0.start_epoch(rng);
+        Ok(())
+    }
+
+    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<(Tensor, Tensor)> {
+        let batch = self.0.batch(batch_idx).map_err(loop_error)?;
+        match batch.labels {
+            Some(labels) => Ok((batch.images, labels)),
+            // `new` always gives the batcher labels.
+            None => Err(deepgen_core::Error::external(Error::invalid(
+                "labels",
+                "none",
+                "a labelled batcher",
+            ))),
+        }
+    }
+}
+
+/// Two views of the same images, `(augment(x), augment(x))` with independent
+/// draws: the batch of contrastive learning (SimCLR). The draws of batch `i`
+/// come from `derived_rng(epoch_seed, 2^32 + i)`, so a batch is a pure
+/// function of the epoch and its index, and a resumed run sees the same views.
+pub struct PairBatcher<A> {
+    images: ImageBatcher,
+    augment: A,
+    epoch_seed: u64,
+}
+
+impl<A> std::fmt::Debug for PairBatcher<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairBatcher")
+            .field("images", &self.images)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stream offset of the augmentation draws, apart from the binarisation's.
+const VIEW_STREAM: u64 = 1 << 32;
+
+impl<A> PairBatcher<A>
+where
+    A: Fn(&Tensor, &mut StdRng) -> deepgen_core::Result<Tensor>,
+{
+    /// Pairs of views of `images` `[n, …]` on `device`, each drawn by
+    /// `augment(batch, rng)`.
+    ///
+    /// # Errors
+    /// As [`Batcher::new`].
+    pub fn new(images: &Tensor, config: BatcherConfig, device: &Device, augment: A) -> Result<Self> {
+        Ok(Self {
+            images: ImageBatcher::new(images, config, device)?,
+            augment,
+            epoch_seed: 0,
         })
+    }
+}
+
+impl<A> BatchSource for PairBatcher<A>
+where
+    A: Fn(&Tensor, &mut StdRng) -> deepgen_core::Result<Tensor>,
+{
+    type Batch = (Tensor, Tensor);
+
+    fn n_batches(&self) -> usize {
+        self.images.n_batches()
+    }
+
+    fn start_epoch(&mut self, rng: &mut StdRng) -> deepgen_core::Result<()> {
+        self.images.start_epoch(rng)?;
+        self.epoch_seed = rng.random();
+        Ok(())
+    }
+
+    fn batch(&self, batch_idx: usize) -> deepgen_core::Result<(Tensor, Tensor)> {
+        let xs = self.images.batch(batch_idx)?;
+        let mut rng = derived_rng(self.epoch_seed, VIEW_STREAM + batch_idx as u64);
+        let first = (self.augment)(&xs, &mut rng)?;
+        let second = (self.augment)(&xs, &mut rng)?;
+        Ok((first, second))
     }
 }
 
@@ -417,5 +559,58 @@ mod tests {
         // About half the bits are ones: 800 bits, sd 14.1; allow 5 sd.
         let ones: f32 = a0.iter().flatten().sum();
         assert!((ones - 400.0).abs() < 71.0, "{ones}");
+    }
+
+    #[test]
+    fn typed_batchers_say_what_a_batch_is() -> Result<()> {
+        let (xs, ys) = data(5);
+        let config = BatcherConfig {
+            batch_size: 2,
+            ..Default::default()
+        };
+        let mut images = ImageBatcher::new(&xs, config.clone(), &Device::Cpu)?;
+        let mut labelled = LabelledBatcher::new(&xs, &ys, config.clone(), &Device::Cpu)?;
+        BatchSource::start_epoch(&mut images, &mut rng_from_seed(4))
+            .map_err(|e| Error::invalid("", "", e.to_string()))?;
+        BatchSource::start_epoch(&mut labelled, &mut rng_from_seed(4))
+            .map_err(|e| Error::invalid("", "", e.to_string()))?;
+        let only = BatchSource::batch(&images, 1).map_err(|e| Error::invalid("", "", e.to_string()))?;
+        let (with, labels) = BatchSource::batch(&labelled, 1).map_err(|e| Error::invalid("", "", e.to_string()))?;
+        // Same seed, same order: the images agree and the labels index them.
+        assert_eq!(only.to_vec2::<f32>()?, with.to_vec2::<f32>()?);
+        let first_column: Vec<f32> = with.to_vec2::<f32>()?.iter().map(|row| row[0]).collect();
+        let labels: Vec<f32> = labels.to_vec1::<u32>()?.iter().map(|&l| l as f32).collect();
+        assert_eq!(first_column, labels);
+        Ok(())
+    }
+
+    #[test]
+    fn pairs_are_two_seeded_views_of_one_batch() -> Result<()> {
+        let (xs, _) = data(6);
+        let config = BatcherConfig {
+            batch_size: 3,
+            ..Default::default()
+        };
+        // The "augmentation" adds one uniform draw per image.
+        let augment = |x: &Tensor, rng: &mut StdRng| -> deepgen_core::Result<Tensor> {
+            let shift: Vec<f32> = (0..x.dim(0)?).map(|_| rng.random::<f32>()).collect();
+            let shift = Tensor::from_vec(shift, (x.dim(0)?, 1), x.device())?;
+            Ok(x.broadcast_add(&shift)?)
+        };
+        let pairs = |seed| -> Result<(Tensor, Tensor)> {
+            let mut batcher = PairBatcher::new(&xs, config.clone(), &Device::Cpu, augment)?;
+            BatchSource::start_epoch(&mut batcher, &mut rng_from_seed(seed))
+                .map_err(|e| Error::invalid("", "", e.to_string()))?;
+            BatchSource::batch(&batcher, 1).map_err(|e| Error::invalid("", "", e.to_string()))
+        };
+        let (a, b) = pairs(9)?;
+        let (a2, b2) = pairs(9)?;
+        assert_eq!(a.to_vec2::<f32>()?, a2.to_vec2::<f32>()?);
+        assert_eq!(b.to_vec2::<f32>()?, b2.to_vec2::<f32>()?);
+        // Two independent views of the same images: they differ by less than 1 per entry, and not at all alike.
+        let diff = (&a - &b)?.abs()?.to_vec2::<f32>()?;
+        assert!(diff.iter().flatten().all(|&d| d < 1.0));
+        assert!(diff.iter().flatten().any(|&d| d > 0.0));
+        Ok(())
     }
 }

@@ -10,9 +10,11 @@
 //!   bytes actually present are checked before anything is allocated).
 //! - [`binarize`](mod@binarize): static (thresholded or stochastic-once) and dynamic
 //!   binarisation for Bernoulli likelihoods.
-//! - [`batch`]: [`Batcher`], the [`deepgen_core::train::BatchSource`] of image
-//!   models: seeded shuffling, `drop_last`, dynamic binarisation, copying
-//!   each batch to the training device.
+//! - [`batch`]: [`Batcher`], seeded shuffling, `drop_last`, dynamic
+//!   binarisation, copying each batch to the training device; and the
+//!   [`deepgen_core::train::BatchSource`]s whose batch type says what a batch
+//!   is: [`ImageBatcher`] (images), [`LabelledBatcher`] (images, labels) and
+//!   [`PairBatcher`] (two seeded augmented views of the same images).
 //! - [`synthetic`]: 2-D data sets (ring of 8 and 5×5 grid of Gaussians, two
 //!   moons, swiss roll) and [`GaussianMixture2d`] with closed-form log-density,
 //!   score and noised mixture, the ground truth of the GAN mode-coverage
@@ -60,7 +62,7 @@ pub mod idx;
 pub mod mnist;
 pub mod synthetic;
 
-pub use batch::{Batch, Batcher, BatcherConfig};
+pub use batch::{Batch, Batcher, BatcherConfig, ImageBatcher, LabelledBatcher, PairBatcher};
 pub use binarize::{binarize, binarize_stochastic};
 pub use error::{Error, Result};
 pub use grid::{
