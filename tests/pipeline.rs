@@ -2,7 +2,7 @@
 
 use deepgen_core::candle::{D, DType, Device, Module, Tensor};
 use deepgen_core::candle_nn::VarMap;
-use deepgen_core::train::METRICS_FILE;
+use deepgen_core::train::{METRICS_FILE, StepCtx};
 use deepgen_core::{
     Adam, AdamConfig, BatchSource, Checkpoint, Error, Metrics, Result, StdRng, TrainConfig, TrainStep, fit,
     rng_from_seed, seeded_var_builder,
@@ -64,7 +64,7 @@ impl Classifier {
 impl TrainStep for Classifier {
     type Batch = Batch;
 
-    fn train_step(&mut self, batch: &Batch, _rng: &mut StdRng) -> Result<Metrics> {
+    fn train_step(&mut self, batch: &Batch, _ctx: &StepCtx, _rng: &mut StdRng) -> Result<Metrics> {
         let labels = batch.labels.as_ref().ok_or_else(|| Error::InvalidConfig {
             name: "labels",
             value: "none".into(),
@@ -121,7 +121,7 @@ fn moons_run(epochs: usize, dir: &Path, resume: bool) -> Result<(Classifier, Vec
         resume,
         progress: false,
     };
-    let records = fit(&config, &mut step, &mut batcher, |_| {})?;
+    let records = fit(&config, &mut step, &mut batcher, |_, _| Ok(()))?;
     Ok((step, records))
 }
 
@@ -191,7 +191,7 @@ fn mnist_pipeline_trains_a_classifier() -> Result<()> {
         resume: false,
         progress: false,
     };
-    let records = fit(&config, &mut step, &mut batcher, |_| {})?;
+    let records = fit(&config, &mut step, &mut batcher, |_, _| Ok(()))?;
     let accuracy = records.last().and_then(|r| r.eval.get("test_accuracy")).unwrap_or(0.0);
     assert!(accuracy > 0.88, "test accuracy {accuracy}");
     Ok(())

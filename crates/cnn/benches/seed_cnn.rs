@@ -20,7 +20,7 @@ use deepgen_cnn::{ClassifierConfig, Spec};
 use deepgen_core::candle::{DType, Device, Module, Tensor, Var};
 use deepgen_core::candle_nn::VarMap;
 use deepgen_core::rng::{randn, rng_from_seed};
-use deepgen_core::train::TrainStep;
+use deepgen_core::train::{StepCtx, TrainStep};
 use deepgen_core::{Adam, AdamConfig, seeded_var_builder};
 
 const SEED_SPEC: &str = "INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
     let mut classifier = deepgen_cnn::Classifier::new(&spec, ClassifierConfig::default(), 0, &device)?;
     let batch = (images.clone(), labels.clone());
     let seconds = median_seconds(|| {
-        black_box(classifier.train_step(&batch, &mut rng)?);
+        black_box(classifier.train_step(&batch, &StepCtx::default(), &mut rng)?);
         Ok(())
     })?;
     report("seed_cnn_train_step_b32", seconds, 0.777);

@@ -20,7 +20,7 @@ use crate::spec::{Dims, Spec};
 use crate::{Error, Result};
 use candle::{D, DType, Device, Module, Tensor};
 use candle_nn::VarMap;
-use deepgen_core::train::{CHECKPOINT_FILE, Metrics, TrainStep, batch_ranges};
+use deepgen_core::train::{CHECKPOINT_FILE, Metrics, StepCtx, TrainStep, batch_ranges};
 use deepgen_core::{Adam, AdamConfig, Checkpoint, StdRng, seeded_var_builder};
 use std::path::Path;
 
@@ -229,7 +229,12 @@ impl Classifier {
 impl TrainStep for Classifier {
     type Batch = (Tensor, Tensor);
 
-    fn train_step(&mut self, (images, labels): &(Tensor, Tensor), _rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+    fn train_step(
+        &mut self,
+        (images, labels): &(Tensor, Tensor),
+        _ctx: &StepCtx,
+        _rng: &mut StdRng,
+    ) -> deepgen_core::Result<Metrics> {
         let logits = self.model.forward(images)?;
         let (loss, correct) = cross_entropy_and_correct(&logits, labels)?;
         self.opt.backward_step(&loss)?;
@@ -559,7 +564,7 @@ mod tests {
             std::fs::create_dir_all(dir).map_err(|e| deepgen_core::Error::io("mkdir", dir, e))?;
             save_spec(dir, &spec)?;
         }
-        let records = fit(&config, &mut classifier, &mut data, |_| {})?;
+        let records = fit(&config, &mut classifier, &mut data, |_, _| Ok(()))?;
         Ok((classifier, records))
     }
 

@@ -6,7 +6,7 @@
 use deepgen_cnn::{Classifier, ClassifierConfig, Evaluator, Spec};
 use deepgen_core::candle::Device;
 use deepgen_core::rng::rng_from_seed;
-use deepgen_core::train::TrainStep;
+use deepgen_core::train::{StepCtx, TrainStep};
 use deepgen_data::{Batcher, BatcherConfig, load_mnist};
 use std::path::Path;
 
@@ -42,7 +42,7 @@ fn a_few_hundred_steps_reach_90_percent() -> Result<(), Box<dyn std::error::Erro
     for step in 0..STEPS {
         let batch = batcher.batch(step % batcher.n_batches())?;
         let labels = batch.labels.ok_or("the batcher lost the labels")?;
-        classifier.train_step(&(batch.images, labels), &mut rng)?;
+        classifier.train_step(&(batch.images, labels), &StepCtx::default(), &mut rng)?;
     }
     let test_images = mnist.test_images.narrow(0, 0, N_TEST)?;
     let test_labels = mnist.test_labels.narrow(0, 0, N_TEST)?;

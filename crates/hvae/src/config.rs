@@ -1,13 +1,16 @@
-//! [`HvaeConfig`] and its choices, with their validation and a one-line text
-//! form that checkpoints store so a run directory describes its own model.
+//! [`HvaeConfig`] and its choices, with their validation: plain serde data,
+//! a TOML table in a run's `config.toml` and JSON in checkpoints (missing
+//! keys keep their defaults, unknown keys are errors).
 
 use crate::loss::{FreeBits, KlSchedule};
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// The nonlinearity between the hidden layers of every MLP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Activation {
     /// `max(x, 0)`, through deepgen-core's one-sweep kernel: the fastest on
     /// the CPU, and what pytorch/examples' VAE uses.
@@ -35,7 +38,8 @@ pub enum Activation {
 /// // A warm-up longer than the run is allowed, and reported.
 /// assert!(config.schedule_warning(5).is_some() && config.schedule_warning(10).is_none());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HvaeConfig {
     /// Flattened input size `D` (MNIST: 784 = 28 × 28).
     pub input_dim: usize,
@@ -131,71 +135,11 @@ impl HvaeConfig {
     pub fn schedule_warning(&self, epochs: usize) -> Option<String> {
         self.schedule.warning(epochs)
     }
-
-    /// The one-line text form stored in checkpoints, e.g.
-    /// `input_dim=784 hidden1=200,200 latent1=100 … n_samples=1`;
-    /// [`HvaeConfig::parse`] reads it back.
-    pub fn to_text(&self) -> String {
-        format!(
-            "input_dim={} hidden1={} latent1={} hidden2={} latent2={} activation={} schedule={} free_bits={} \
-             free_bits_group={} n_samples={}",
-            self.input_dim,
-            sizes_text(&self.hidden1),
-            self.latent1,
-            sizes_text(&self.hidden2),
-            self.latent2,
-            self.activation,
-            self.schedule,
-            self.free_bits,
-            self.free_bits_group,
-            self.n_samples
-        )
-    }
-
-    /// Parses [`HvaeConfig::to_text`]'s form (missing keys keep their
-    /// defaults) and validates the result.
-    ///
-    /// # Errors
-    /// [`Error::BadDescription`] for an unknown key or a value that does not
-    /// parse; then as [`HvaeConfig::validate`].
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut config = HvaeConfig::default();
-        for item in text.split_whitespace() {
-            let (key, value) = item
-                .split_once('=')
-                .ok_or_else(|| Error::BadDescription(format!("`{item}` is not key=value")))?;
-            let bad = |what: &str| Error::BadDescription(format!("{key} = `{value}`: {what}"));
-            let count = || value.parse::<usize>().map_err(|_| bad("not a count"));
-            let sizes = || parse_sizes(value).ok_or_else(|| bad("not a comma-separated list of counts"));
-            match key {
-                "input_dim" => config.input_dim = count()?,
-                "hidden1" => config.hidden1 = sizes()?,
-                "latent1" => config.latent1 = count()?,
-                "hidden2" => config.hidden2 = sizes()?,
-                "latent2" => config.latent2 = count()?,
-                "activation" => config.activation = value.parse()?,
-                "schedule" => config.schedule = value.parse()?,
-                "free_bits" => config.free_bits = value.parse().map_err(|_| bad("not a number"))?,
-                "free_bits_group" => config.free_bits_group = count()?,
-                "n_samples" => config.n_samples = count()?,
-                _ => return Err(Error::BadDescription(format!("unknown key `{key}`"))),
-            }
-        }
-        config.validate()?;
-        Ok(config)
-    }
 }
 
 /// `200,200`; the empty list is the empty string.
 fn sizes_text(sizes: &[usize]) -> String {
     sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
-}
-
-fn parse_sizes(text: &str) -> Option<Vec<usize>> {
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    text.split(',').map(|s| s.parse().ok()).collect()
 }
 
 impl fmt::Display for Activation {
@@ -223,7 +167,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_form_round_trips() -> Result<()> {
+    fn serde_round_trips_and_rejects_garbage() -> std::result::Result<(), serde_json::Error> {
         let configs = [
             HvaeConfig::default(),
             HvaeConfig {
@@ -244,24 +188,20 @@ mod tests {
             },
         ];
         for config in configs {
-            assert_eq!(HvaeConfig::parse(&config.to_text())?, config, "{}", config.to_text());
+            let json = serde_json::to_string(&config)?;
+            assert_eq!(serde_json::from_str::<HvaeConfig>(&json)?, config, "{json}");
+        }
+        for text in [
+            r#"{"latent1": "x"}"#,
+            r#"{"colour": "red"}"#,
+            r#"{"hidden1": [200, -1]}"#,
+            r#"{"activation": "sigmoid"}"#,
+            r#"{"schedule": "linear"}"#,
+            r#"{"schedule": "cyclical:4"}"#,
+            r#"{"free_bits": "a"}"#,
+        ] {
+            assert!(serde_json::from_str::<HvaeConfig>(text).is_err(), "{text} parsed");
         }
         Ok(())
-    }
-
-    #[test]
-    fn parse_rejects_garbage() {
-        for text in [
-            "latent1=x",
-            "colour=red",
-            "hidden1=200,,200",
-            "activation=sigmoid",
-            "schedule=linear",
-            "schedule=cyclical:4",
-            "free_bits=a",
-            "latent2",
-        ] {
-            assert!(HvaeConfig::parse(text).is_err(), "{text} parsed");
-        }
     }
 }

@@ -37,7 +37,8 @@ use std::str::FromStr;
 
 /// The KL weight `β` as a function of training progress in epochs
 /// (fractional: the trainer advances it every step).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum KlSchedule {
     /// `β = 1` throughout: the ELBO.
     #[default]
@@ -136,6 +137,21 @@ impl fmt::Display for KlSchedule {
             KlSchedule::Linear { warmup } => write!(f, "linear:{warmup}"),
             KlSchedule::Cyclical { period, ramp } => write!(f, "cyclical:{period}:{ramp}"),
         }
+    }
+}
+
+/// The schedule is `constant`, `linear:W` or `cyclical:P:R` in files, as in
+/// its display form.
+impl TryFrom<String> for KlSchedule {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<KlSchedule> for String {
+    fn from(schedule: KlSchedule) -> String {
+        schedule.to_string()
     }
 }
 

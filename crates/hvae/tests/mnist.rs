@@ -38,16 +38,16 @@ impl BatchSource for Rows {
 }
 
 fn train(config: &HvaeConfig, train: &candle::Tensor, test: &candle::Tensor) -> Result<(HvaeTrainer, EpochRecord)> {
-    let steps = train.dim(0)?.div_ceil(BATCH);
-    let mut trainer =
-        HvaeTrainer::new(config, AdamConfig::default(), 1, steps, &Device::Cpu)?.with_test_set(test.clone(), 500)?;
+    let test = test.clone();
+    let mut trainer = HvaeTrainer::new(config, AdamConfig::default(), 1, &Device::Cpu)?
+        .with_evaluation(move |m, rng| Ok(m.test_metrics(&test, 500, None, rng)?));
     let run = TrainConfig {
         epochs: 3,
         seed: 1,
         progress: false,
         ..Default::default()
     };
-    let records = fit(&run, &mut trainer, &mut Rows(train.clone()), |_| {})?;
+    let records = fit(&run, &mut trainer, &mut Rows(train.clone()), |_, _| Ok(()))?;
     let last = records.last().cloned().ok_or("no epochs")?;
     Ok((trainer, last))
 }
@@ -85,7 +85,7 @@ fn plain_versus_warmup_and_free_bits() -> Result<()> {
         eprintln!(
             "{}: test −ELBO {test_loss:.2} (kl1 {:.2}, kl2 {:.2}), active units {} / {}, log p̂(x) {ll:.2} (K = 100), \
              z-free baseline {baseline:.2}",
-            config.to_text(),
+            deepgen_core::trainer::config_json(&config)?,
             get("test_kl1"),
             get("test_kl2"),
             get("active_units1"),

@@ -78,7 +78,8 @@ fn run(
         lr: 1e-2,
         ..Default::default()
     };
-    let mut trainer = HvaeTrainer::new(config, adam, 7, 512 / BATCH, &Device::Cpu)?.with_test_set(test, 500)?;
+    let mut trainer = HvaeTrainer::new(config, adam, 7, &Device::Cpu)?
+        .with_evaluation(move |m, rng| Ok(m.test_metrics(&test, 500, None, rng)?));
     let run = TrainConfig {
         epochs,
         seed: 3,
@@ -90,7 +91,7 @@ fn run(
         data: train,
         batch_size: BATCH,
     };
-    let records = fit(&run, &mut trainer, &mut data, |_| {})?;
+    let records = fit(&run, &mut trainer, &mut data, |_, _| Ok(()))?;
     Ok((trainer, records))
 }
 
@@ -233,7 +234,6 @@ fn checkpoints_resume_and_reject_other_models() -> Result<()> {
         &small(KlSchedule::Constant, 0.0),
         AdamConfig::default(),
         0,
-        8,
         &Device::Cpu,
     )?;
     let checkpoint = Checkpoint::load(&path, &Device::Cpu)?;
@@ -370,15 +370,23 @@ fn bad_configs_are_clear_errors() -> Result<()> {
     assert!(matches!(bad, Err(Error::InvalidConfig { name: "latent2", .. })));
     let dev = Device::Cpu;
     let config = small(KlSchedule::Constant, 0.0);
-    assert!(HvaeTrainer::new(&config, AdamConfig::default(), 0, 0, &dev).is_err());
-    let trainer = HvaeTrainer::new(&config, AdamConfig::default(), 0, 8, &dev)?;
-    let one = Tensor::zeros((1, 24), DType::F32, &dev)?;
-    assert!(trainer.with_test_set(one, 10).is_err());
-    let trainer = HvaeTrainer::new(&config, AdamConfig::default(), 0, 8, &dev)?;
-    assert!(trainer.with_log_likelihood(100, 10).is_err());
 
     // Shapes and arguments.
     let model = hvae(&config, seeded_var_builder(&varmap, 0, DType::F32, &dev))?;
+    let one = Tensor::zeros((1, 24), DType::F32, &dev)?;
+    let two = Tensor::zeros((2, 24), DType::F32, &dev)?;
+    assert!(model.test_metrics(&one, 10, None, &mut rng_from_seed(0)).is_err());
+    assert!(model.test_metrics(&two, 0, None, &mut rng_from_seed(0)).is_err());
+    assert!(
+        model
+            .test_metrics(&two, 10, Some((0, 10)), &mut rng_from_seed(0))
+            .is_err()
+    );
+    assert!(
+        model
+            .test_metrics(&two, 10, Some((10, 0)), &mut rng_from_seed(0))
+            .is_err()
+    );
     let xs = Tensor::zeros((4, 24), DType::F32, &dev)?;
     let eps = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &dev);
     assert!(matches!(

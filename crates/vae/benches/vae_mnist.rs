@@ -24,7 +24,7 @@
 use candle::{DType, Device, Tensor};
 use deepgen_core::bench::report;
 use deepgen_core::rng::{rand_uniform, rng_from_seed};
-use deepgen_core::{AdamConfig, BatchSource, StdRng, TrainConfig, fit};
+use deepgen_core::{AdamConfig, BatchSource, StdRng, StepCtx, TrainConfig, TrainStep, fit};
 use deepgen_data::{Batcher, BatcherConfig};
 use deepgen_vae::{VaeConfig, VaeTrainer};
 use std::path::Path;
@@ -105,7 +105,7 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let cpu_before = cpu_seconds();
-        let records = fit(&run, &mut trainer, &mut data, |_| {})?;
+        let records = fit(&run, &mut trainer, &mut data, |_, _| Ok(()))?;
         let cpu = cpu_before
             .zip(cpu_seconds())
             .map(|(a, b)| (b - a) / records.len().max(1) as f64);
@@ -134,7 +134,7 @@ fn main() -> Result<()> {
         let mut times = Vec::new();
         for _ in 0..60 {
             let start = Instant::now();
-            trainer.step(&xs, &mut rng)?;
+            trainer.train_step(&xs, &StepCtx::default(), &mut rng)?;
             times.push(start.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
@@ -146,7 +146,7 @@ fn main() -> Result<()> {
         let xs = images.narrow(0, 0, 128)?.to_dtype(DType::F32)?;
         let start = Instant::now();
         let ll = trainer
-            .vae()
+            .model()
             .importance_log_likelihood(&xs, 1000, &mut rng_from_seed(5))?;
         let seconds = start.elapsed().as_secs_f64();
         let _ = ll.mean_all()?.to_scalar::<f32>()?;

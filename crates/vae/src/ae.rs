@@ -20,7 +20,7 @@
 //! `k × k` mix, so the comparison is by principal angles between subspaces
 //! ([`principal_angles`]), not by the vectors.
 
-use crate::config::{check_non_negative, check_sizes, text_enum, text_form};
+use crate::config::{check_non_negative, check_sizes, text_enum};
 use crate::inputs::{batch_size, interpolation_ends};
 use crate::linalg::{matmul, orthonormal_columns, symmetric_eigen, transpose};
 use crate::{Error, Result};
@@ -28,9 +28,11 @@ use candle::{D, Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Linear, Relu, linear};
 use deepgen_numerics::{bce_with_logits_rows, line_between, sigmoid};
+use serde::{Deserialize, Serialize};
 
 /// Which autoencoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AeKind {
     /// A deterministic MLP autoencoder `D → H → Z → H → D` with ReLU.
     #[default]
@@ -43,18 +45,21 @@ pub enum AeKind {
 }
 
 /// The sparsity penalty of [`AeKind::Sparse`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SparsityPenalty {
     /// `λ Σ_i |h_i|`.
     #[default]
     L1,
     /// `Σ_i (λ|h_i| − log(λ/2))`, the negative log-density of a Laplace
     /// prior with scale `1/λ` (seed 004); same gradient as L1.
+    #[serde(rename = "laplace")]
     LaplacePrior,
 }
 
 /// The reconstruction term.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Reconstruction {
     /// `‖x − x̂‖²`, summed over the input dims (seed 002's quadratic loss).
     #[default]
@@ -66,7 +71,8 @@ pub enum Reconstruction {
 
 /// An autoencoder's shape and loss. The defaults are the VAE's sizes
 /// (784-400-20) with seed 002's squared error and `λ = 0.1`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AeConfig {
     /// Plain, linear or sparse (default plain).
     pub kind: AeKind,
@@ -119,16 +125,6 @@ impl AeConfig {
         Ok(())
     }
 }
-
-text_form!(AeConfig {
-    kind: choice,
-    input_dim: count,
-    hidden_dim: count,
-    latent_dim: count,
-    reconstruction: choice,
-    penalty: choice,
-    sparsity: number,
-});
 
 text_enum!(AeKind, "kind", "one of: plain linear sparse", Plain => "plain", Linear => "linear", Sparse => "sparse");
 text_enum!(SparsityPenalty, "penalty", "one of: l1 laplace", L1 => "l1", LaplacePrior => "laplace");

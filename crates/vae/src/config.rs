@@ -1,13 +1,17 @@
-//! [`VaeConfig`] and the choices it is made of, with their validation and a
-//! one-line text form that checkpoints store so a run directory describes its
-//! own model.
+//! [`VaeConfig`] and the choices it is made of, with their validation. Every
+//! configuration is plain serde data: a run's `config.toml` holds it as a
+//! TOML table and checkpoints as JSON (missing keys keep their defaults,
+//! unknown keys are errors); every choice enum is also `FromStr`/`Display`
+//! in its kebab-case name, which the CLI parses flags with.
 
 use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 /// The encoder and decoder networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Architecture {
     /// One hidden ReLU layer each way: `D → H → (μ, log σ²)`, `Z → H → D`
     /// (pytorch/examples' `fc1`, `fc21`, `fc22`, `fc3`, `fc4`).
@@ -20,7 +24,8 @@ pub enum Architecture {
 }
 
 /// The observation model `p_θ(x|z)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DecoderKind {
     /// Independent Bernoulli pixels with logits `NN(z)`; `−log p(x|z)` is the
     /// binary cross-entropy summed over pixels, also for grey levels in
@@ -36,7 +41,8 @@ pub enum DecoderKind {
 }
 
 /// The prior `p(z)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PriorKind {
     /// `N(0, I)`.
     #[default]
@@ -46,7 +52,8 @@ pub enum PriorKind {
 }
 
 /// What training minimises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Objective {
     /// `−ELBO_β = E_q[−log p(x|z)] + β KL(q‖p)`, the expectation over
     /// `n_samples` draws.
@@ -70,7 +77,8 @@ pub enum Objective {
 /// assert!(config.validate().is_ok());
 /// assert!(VaeConfig { latent_dim: 0, ..Default::default() }.validate().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VaeConfig {
     /// MLP or convolutional networks (pytorch/examples: MLP).
     pub architecture: Architecture,
@@ -196,55 +204,6 @@ pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
     }
 }
 
-/// One `key=value` item of a configuration's text form, with readers whose
-/// errors name the item.
-pub(crate) struct TextItem<'a> {
-    /// The key, matched against the configuration's field names.
-    pub(crate) key: &'a str,
-    value: &'a str,
-}
-
-impl TextItem<'_> {
-    fn bad(&self, what: &str) -> Error {
-        Error::BadDescription(format!("{} = `{}`: {what}", self.key, self.value))
-    }
-
-    /// The value as a count.
-    pub(crate) fn count(&self) -> Result<usize> {
-        self.value.parse().map_err(|_| self.bad("not a count"))
-    }
-
-    /// The value as a number.
-    pub(crate) fn number(&self) -> Result<f64> {
-        self.value.parse().map_err(|_| self.bad("not a number"))
-    }
-
-    /// The value as one of an enum's text forms (see [`text_enum`]).
-    pub(crate) fn choice<T: FromStr<Err = Error>>(&self) -> Result<T> {
-        self.value.parse()
-    }
-
-    /// The error for a key the configuration does not have.
-    pub(crate) fn unknown_key(&self) -> Error {
-        Error::BadDescription(format!("unknown key `{}`", self.key))
-    }
-}
-
-/// Hands every white-space separated `key=value` item of `text` to `set`, in
-/// order: the reading half of every configuration's one-line text form.
-///
-/// # Errors
-/// [`Error::BadDescription`] for an item without `=`; whatever `set` returns.
-pub(crate) fn read_items(text: &str, mut set: impl FnMut(&TextItem<'_>) -> Result<()>) -> Result<()> {
-    for item in text.split_whitespace() {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| Error::BadDescription(format!("`{item}` is not key=value")))?;
-        set(&TextItem { key, value })?;
-    }
-    Ok(())
-}
-
 /// The error for a text that names none of an option's choices.
 pub(crate) fn unknown(name: &'static str, value: &str, expected: &str) -> Error {
     Error::invalid(name, format!("`{value}`"), format!("expected {expected}"))
@@ -273,81 +232,6 @@ macro_rules! text_enum {
     };
 }
 pub(crate) use text_enum;
-
-/// A configuration's one-line text form, which checkpoints store so that a
-/// run directory describes its own model. The `text_form!` macro implements
-/// it from the configuration's list of fields.
-pub trait ConfigText: PartialEq + Sized {
-    /// `field=value` for every field, in a fixed order, separated by spaces.
-    fn to_text(&self) -> String;
-
-    /// Reads [`ConfigText::to_text`]'s form back (missing fields keep their
-    /// defaults) and validates the result.
-    ///
-    /// # Errors
-    /// [`Error::BadDescription`] for an unknown key or a value that does not
-    /// parse; [`Error::InvalidConfig`] for an invalid configuration.
-    fn parse(text: &str) -> Result<Self>;
-}
-
-/// Implements a configuration's text form (as inherent `to_text` and `parse`
-/// and as [`ConfigText`]) from one list of `field: reader` pairs, so that the
-/// writer and the reader cannot drift apart; the reader is `count`, `number`
-/// or `choice` (an enum of [`text_enum`]), and the list order is the text's.
-macro_rules! text_form {
-    ($ty:ident { $($field:ident: $read:ident),+ $(,)? }) => {
-        impl $ty {
-            /// The one-line text form stored in checkpoints: `field=value`
-            /// for every field, separated by spaces; `parse` reads it back.
-            pub fn to_text(&self) -> String {
-                [$(format!(concat!(stringify!($field), "={}"), self.$field)),+].join(" ")
-            }
-
-            /// Parses `to_text`'s form (missing keys keep their defaults) and
-            /// validates the result.
-            ///
-            /// # Errors
-            /// [`Error::BadDescription`](crate::Error::BadDescription) for an
-            /// unknown key or a value that does not parse; then as `validate`.
-            pub fn parse(text: &str) -> $crate::Result<Self> {
-                let mut config = Self::default();
-                $crate::config::read_items(text, |item| {
-                    match item.key {
-                        $(stringify!($field) => config.$field = item.$read()?,)+
-                        _ => return Err(item.unknown_key()),
-                    }
-                    Ok(())
-                })?;
-                config.validate()?;
-                Ok(config)
-            }
-        }
-
-        impl $crate::config::ConfigText for $ty {
-            fn to_text(&self) -> String {
-                $ty::to_text(self)
-            }
-
-            fn parse(text: &str) -> $crate::Result<Self> {
-                $ty::parse(text)
-            }
-        }
-    };
-}
-pub(crate) use text_form;
-
-text_form!(VaeConfig {
-    architecture: choice,
-    input_dim: count,
-    channels: count,
-    hidden_dim: count,
-    latent_dim: count,
-    decoder: choice,
-    prior: choice,
-    beta: number,
-    n_samples: count,
-    objective: choice,
-});
 
 text_enum!(Architecture, "architecture", "mlp or conv", Mlp => "mlp", Conv => "conv");
 text_enum!(
@@ -383,12 +267,26 @@ impl FromStr for Objective {
     }
 }
 
+/// The objective is `"elbo"` or `"iwae:K"` in files, as on the command line.
+impl TryFrom<String> for Objective {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<Objective> for String {
+    fn from(objective: Objective) -> String {
+        objective.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn text_form_round_trips() -> Result<()> {
+    fn serde_round_trips_and_rejects_unknown_keys() -> Result<()> {
         let config = VaeConfig {
             architecture: Architecture::Conv,
             hidden_dim: 128,
@@ -396,14 +294,36 @@ mod tests {
             decoder: DecoderKind::GaussianLearned,
             prior: PriorKind::Learned,
             objective: Objective::Iwae { k: 5 },
+            beta: 1.0,
             ..Default::default()
         };
-        assert_eq!(VaeConfig::parse(&config.to_text())?, config);
-        let beta = VaeConfig {
-            beta: 0.25,
-            ..Default::default()
-        };
-        assert_eq!(VaeConfig::parse(&beta.to_text())?, beta);
+        let json = serde_json::to_string(&config).map_err(|e| Error::BadDescription(e.to_string()))?;
+        assert!(
+            json.contains(r#""objective":"iwae:5""#) && json.contains(r#""decoder":"gaussian-learned""#),
+            "{json}"
+        );
+        let back: VaeConfig = serde_json::from_str(&json).map_err(|e| Error::BadDescription(e.to_string()))?;
+        assert_eq!(back, config);
+        let partial: VaeConfig =
+            serde_json::from_str(r#"{"latent_dim": 2}"#).map_err(|e| Error::BadDescription(e.to_string()))?;
+        assert_eq!(
+            partial,
+            VaeConfig {
+                latent_dim: 2,
+                ..Default::default()
+            }
+        );
+        let unknown = serde_json::from_str::<VaeConfig>(r#"{"colour": "red"}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            unknown.as_deref().is_some_and(|e| e.contains("unknown field `colour`")),
+            "{unknown:?}"
+        );
+        let bad = serde_json::from_str::<VaeConfig>(r#"{"objective": "iwae:q"}"#)
+            .err()
+            .map(|e| e.to_string());
+        assert!(bad.as_deref().is_some_and(|e| e.contains("iwae:K")), "{bad:?}");
         Ok(())
     }
 
@@ -444,8 +364,6 @@ mod tests {
         assert!(message(conv(783)).contains("1 × s × s"));
         assert!(message(conv(100)).contains("divisible by 4"));
         assert!(conv(784).validate().is_ok());
-        assert!(VaeConfig::parse("latent_dim=x").is_err());
-        assert!(VaeConfig::parse("colour=red").is_err());
         assert!("iwae:q".parse::<Objective>().is_err());
     }
 }

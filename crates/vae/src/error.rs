@@ -55,13 +55,13 @@ impl Error {
 impl From<Error> for deepgen_core::Error {
     /// Hands an error to the training loop (core's [`deepgen_core::TrainStep`]
     /// returns core's error): tensor and core errors pass through, the rest
-    /// keep their message.
+    /// are boxed whole, so their chain of sources survives.
     fn from(e: Error) -> Self {
         match e {
             Error::Candle(e) | Error::Numerics(deepgen_numerics::Error::Candle(e)) => deepgen_core::Error::Candle(e),
             Error::Core(e) => e,
             Error::InvalidConfig { name, value, reason } => deepgen_core::Error::InvalidConfig { name, value, reason },
-            other => deepgen_core::Error::Candle(candle::Error::Msg(other.to_string())),
+            other => deepgen_core::Error::External(Box::new(other)),
         }
     }
 }

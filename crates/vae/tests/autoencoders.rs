@@ -3,8 +3,8 @@
 //! and the sparse autoencoder's codes are sparser than the plain one's.
 
 use candle::{DType, Device, Tensor};
-use deepgen_core::AdamConfig;
 use deepgen_core::rng::{randn, rng_from_seed};
+use deepgen_core::{AdamConfig, StepCtx, TrainStep};
 use deepgen_numerics::Laplace;
 use deepgen_vae::{
     AeConfig, AeKind, AeTrainer, Reconstruction, SparsityPenalty, pca_components, principal_angles, sparsity_penalty,
@@ -60,7 +60,7 @@ fn linear_autoencoder_spans_the_pca_subspace() -> Result<()> {
     let before = degrees(&trainer)?;
     assert!(before.iter().any(|&a| a > 30.0), "untrained angles {before:?}");
     for _ in 0..1500 {
-        trainer.step(&xs)?;
+        trainer.train_step(&xs, &StepCtx::default(), &mut rng_from_seed(0))?;
     }
     let after = degrees(&trainer)?;
     assert!(
@@ -135,7 +135,10 @@ fn sparse_codes_are_sparser() -> Result<()> {
         )?;
         let mut last = f64::NAN;
         for _ in 0..400 {
-            last = trainer.step(&xs)?.get("recon").unwrap_or(f64::NAN);
+            last = trainer
+                .train_step(&xs, &StepCtx::default(), &mut rng_from_seed(0))?
+                .get("recon")
+                .unwrap_or(f64::NAN);
         }
         let codes: Vec<f32> = trainer.model().encode(&xs)?.flatten_all()?.to_vec1()?;
         let zeros = codes.iter().filter(|&&c| c.abs() < 1e-6).count() as f64 / codes.len() as f64;
@@ -159,7 +162,10 @@ fn autoencoder_configs_validate_and_round_trip() -> Result<()> {
         sparsity: 0.3,
         ..Default::default()
     };
-    assert_eq!(AeConfig::parse(&config.to_text())?, config);
+    assert_eq!(
+        serde_json::from_str::<AeConfig>(&serde_json::to_string(&config)?)?,
+        config
+    );
     let bad = AeConfig {
         sparsity: 0.0,
         ..config

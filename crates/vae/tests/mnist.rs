@@ -35,10 +35,10 @@ impl BatchSource for Rows {
 fn short_run(mnist: &deepgen_data::Mnist, marginal_bias: bool) -> Result<(VaeTrainer, f64)> {
     let train = mnist.train_images.narrow(0, 0, 10_000)?;
     let test = mnist.test_images.narrow(0, 0, 500)?;
-    let mut trainer =
-        VaeTrainer::new(&VaeConfig::default(), AdamConfig::default(), 1, &Device::Cpu)?.with_test_set(test, 250)?;
+    let mut trainer = VaeTrainer::new(&VaeConfig::default(), AdamConfig::default(), 1, &Device::Cpu)?
+        .with_evaluation(move |m, rng| Ok(m.test_metrics(&test, 250, rng)?));
     if marginal_bias {
-        trainer.init_from_data(&train)?;
+        trainer.model().decoder().init_output_bias(&train)?;
     }
     let run = TrainConfig {
         epochs: 2,
@@ -46,7 +46,7 @@ fn short_run(mnist: &deepgen_data::Mnist, marginal_bias: bool) -> Result<(VaeTra
         progress: false,
         ..Default::default()
     };
-    let records = fit(&run, &mut trainer, &mut Rows(train), |_| {})?;
+    let records = fit(&run, &mut trainer, &mut Rows(train), |_, _| Ok(()))?;
     let test_loss = records.last().and_then(|r| r.eval.get("test_loss")).unwrap_or(f64::NAN);
     Ok((trainer, test_loss))
 }
@@ -80,7 +80,7 @@ fn short_mnist_run_learns_digits() -> Result<()> {
     // 158 steps (162.6 with this seed) ours must be well below the mean image.
     assert!(test_loss < 175.0, "test −ELBO {test_loss} nats after 158 steps");
     let ll = trainer
-        .vae()
+        .model()
         .importance_log_likelihood(&test, 50, &mut rng_from_seed(2))?;
     let ll = ll.mean_all()?.to_scalar::<f32>()? as f64;
     // The importance estimate is a tighter bound than the ELBO: above −ELBO
@@ -133,14 +133,15 @@ fn two_hundred_steps_match_pytorch() -> Result<()> {
     for t in 0..200 {
         let xs = mnist.train_images.narrow(0, (t * 128) % 59_904, 128)?;
         let eps = deepgen_core::rng::randn(&mut rng, (128, 20), &Device::Cpu)?;
-        let loss = trainer.vae().loss(&xs, &eps)?.total.to_scalar::<f32>()? as f64;
+        let loss = trainer.model().loss(&xs, &eps)?.total.to_scalar::<f32>()? as f64;
         if let Some(&(_, reference)) = PYTORCH.iter().find(|(step, _)| *step == t) {
             assert!(
                 (loss - reference).abs() <= 1e-5 * reference,
                 "step {t}: ours {loss}, PyTorch {reference}"
             );
         }
-        trainer.step_with_noise(&xs, &eps)?;
+        let (model, optimizers) = trainer.model_and_optimizers();
+        model.update(&xs, &model.loss(&xs, &eps)?, optimizers)?;
     }
     Ok(())
 }

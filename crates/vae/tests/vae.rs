@@ -7,7 +7,7 @@ use candle_nn::VarMap;
 use deepgen_core::nn::Linear;
 use deepgen_core::rng::{rand_uniform, randn, rng_from_seed};
 use deepgen_core::train::{CHECKPOINT_FILE, EpochRecord, TrainConfig, TrainStep, fit};
-use deepgen_core::{AdamConfig, BatchSource, StdRng, seeded_var_builder};
+use deepgen_core::{AdamConfig, BatchSource, StdRng, StepCtx, seeded_var_builder};
 use deepgen_numerics::DiagGaussian;
 use deepgen_vae::{
     AeConfig, AeTrainer, Architecture, Decoder, DecoderKind, Encoder, Objective, Prior, PriorKind, Vae, VaeConfig,
@@ -360,7 +360,7 @@ fn fit_rows(
         xs: xs.clone(),
         batch_size,
     };
-    fit(run, step, &mut rows, |_| {})
+    fit(run, step, &mut rows, |_, _| Ok(()))
 }
 
 /// Two clusters of binary-ish 16-pixel images.
@@ -403,7 +403,7 @@ fn every_variant_trains() -> Result<()> {
         let mut trainer = VaeTrainer::new(&config, adam, 1, &Device::Cpu)?;
         let first = scalar(
             &trainer
-                .vae()
+                .model()
                 .loss(&xs, &randn(&mut rng_from_seed(3), (64, 2), &Device::Cpu)?)?
                 .total,
         )?;
@@ -415,11 +415,11 @@ fn every_variant_trains() -> Result<()> {
         fit_rows(&run, &mut trainer, &xs, 16)?;
         let last = scalar(
             &trainer
-                .vae()
+                .model()
                 .loss(&xs, &randn(&mut rng_from_seed(3), (64, 2), &Device::Cpu)?)?
                 .total,
         )?;
-        assert!(last < first - 1.0, "{}: loss {first} → {last}", config.to_text());
+        assert!(last < first - 1.0, "{config:?}: loss {first} → {last}");
     }
     Ok(())
 }
@@ -440,12 +440,12 @@ fn conv_vae_runs_forward_and_backward() -> Result<()> {
         };
         let mut trainer = VaeTrainer::new(&config, AdamConfig::default(), 1, &Device::Cpu)?;
         let xs = uniform(2, (3, 64))?;
-        let metrics = trainer.step(&xs, &mut rng_from_seed(1))?;
+        let metrics = trainer.train_step(&xs, &StepCtx::default(), &mut rng_from_seed(1))?;
         assert!(metrics.get("train_loss").is_some_and(f64::is_finite));
-        assert_eq!(trainer.vae().reconstruct(&xs)?.dims(), &[3, 64]);
-        let (mean, _) = trainer.vae().encoder().forward(&xs)?;
+        assert_eq!(trainer.model().reconstruct(&xs)?.dims(), &[3, 64]);
+        let (mean, _) = trainer.model().encoder().forward(&xs)?;
         assert_eq!(mean.dims(), &[3, 2]);
-        assert_eq!(Module::forward(trainer.vae().encoder(), &xs)?.dims(), &[3, 2]);
+        assert_eq!(Module::forward(trainer.model().encoder(), &xs)?.dims(), &[3, 2]);
     }
     Ok(())
 }
@@ -471,7 +471,7 @@ fn checkpoints_describe_their_model() -> Result<()> {
     let eps = randn(&mut rng_from_seed(1), (32, 2), &Device::Cpu)?;
     assert_eq!(
         scalar(&loaded.loss(&xs, &eps)?.total)?,
-        scalar(&trainer.vae().loss(&xs, &eps)?.total)?
+        scalar(&trainer.model().loss(&xs, &eps)?.total)?
     );
 
     // Resuming with another latent size names both configurations.
@@ -484,7 +484,7 @@ fn checkpoints_describe_their_model() -> Result<()> {
     let err = fit_rows(&resume, &mut other, &xs, 8).err().map(|e| e.to_string());
     assert!(
         err.as_deref()
-            .is_some_and(|e| e.contains("latent_dim=2") && e.contains("latent_dim=3")),
+            .is_some_and(|e| e.contains(r#""latent_dim":2"#) && e.contains(r#""latent_dim":3"#)),
         "{err:?}"
     );
 
