@@ -153,6 +153,10 @@ pub enum Error {
         expected: String,
     },
 
+    /// An error from deepgen-core (its atomic file writer).
+    #[error(transparent)]
+    Core(#[from] deepgen_core::Error),
+
     /// Encoding a PNG failed.
     #[error("encode png `{path}`: {source}")]
     Png {

@@ -177,8 +177,9 @@ fn write_atomically(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> Res
     result
 }
 
-/// `x ∈ [0, 1] ↦ round(255 x)`, clamped; NaN maps to 0.
-fn to_byte(x: f32) -> u8 {
+/// `x ∈ [0, 1] ↦ round(255 x)`, clamped; NaN maps to 0. Also the IDX
+/// writer's quantisation.
+pub(crate) fn to_byte(x: f32) -> u8 {
     if x.is_nan() {
         0
     } else {

@@ -1,4 +1,5 @@
-//! A validating reader for IDX files, the format MNIST and Fashion-MNIST ship in.
+//! A validating reader and a writer for IDX files, the format MNIST and
+//! Fashion-MNIST ship in.
 //!
 //! An IDX file is a big-endian header followed by the payload:
 //!
@@ -21,11 +22,20 @@
 //!
 //! Gzip is recognised by its content (the bytes `1f 8b`), not by the name, so a
 //! renamed file still loads.
+//!
+//! [`write_idx_images`] saves generated images in MNIST's own image format
+//! (magic `0x00000803`, `u8` pixels `round(255 x)`), so any MNIST evaluator
+//! can read them; it writes through deepgen-core's atomic writer and
+//! gzip-compresses when the name ends in `.gz`.
 
+use crate::grid::to_byte;
 use crate::{Error, Result};
+use candle::{DType, Tensor};
+use flate2::Compression;
 use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::path::Path;
 
 /// The IDX type code for unsigned bytes, the only type this reader accepts.
@@ -326,6 +336,81 @@ fn describe_magic(magic: u32) -> String {
     format!("{magic:#010x} ({kind}, {rank} dimension(s))")
 }
 
+/// Writes `images` as an IDX file of unsigned bytes with magic
+/// [`IMAGES_MAGIC`] and dimensions `[n, h, w]`, the layout of MNIST's image
+/// files, so generated samples can be scored by any MNIST evaluator.
+///
+/// Accepted shapes: `[n, h, w]`, `[n, 1, h, w]`, and flat MNIST `[n, 784]`
+/// (written as `28 × 28`). Values of any float dtype and device are clamped to
+/// `[0, 1]` and stored as `round(255 x)`, the inverse of the loaders' `b / 255`,
+/// so a loaded data set is written back byte for byte. A path ending in `.gz`
+/// is gzip-compressed. The file is written to a temporary name and renamed
+/// ([`deepgen_core::checkpoint::write_atomic`]), so it is never half-written.
+///
+/// # Errors
+///
+/// Nothing is written on error. [`Error::BadShape`] for another rank, a flat
+/// width other than 784, more than one channel, no images or an empty image;
+/// [`Error::InvalidArgument`] for a non-float dtype or a non-finite value
+/// (naming its index) and for a dimension beyond `u32`; [`Error::Core`] when
+/// the file cannot be written.
+pub fn write_idx_images(path: &Path, images: &Tensor) -> Result<()> {
+    let bytes = idx_image_bytes(images)?;
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(&bytes)
+            .and_then(|()| gz.finish())
+            .map_err(|e| Error::io("compress", path, e))?
+    } else {
+        bytes
+    };
+    Ok(deepgen_core::checkpoint::write_atomic(path, &bytes)?)
+}
+
+/// The bytes of the IDX images file [`write_idx_images`] writes (uncompressed).
+fn idx_image_bytes(images: &Tensor) -> Result<Vec<u8>> {
+    let side = crate::mnist::IMAGE_SIDE;
+    let bad_shape = |expected: &str| Error::BadShape {
+        what: "images to write as IDX",
+        got: images.dims().to_vec(),
+        expected: expected.into(),
+    };
+    let (n, h, w) = match *images.dims() {
+        [n, d] if d == side * side => (n, side, side),
+        [n, h, w] | [n, 1, h, w] => (n, h, w),
+        _ => return Err(bad_shape("[n, h, w], [n, 1, h, w] or [n, 784]")),
+    };
+    if n == 0 || h == 0 || w == 0 {
+        return Err(bad_shape("at least one image of at least one pixel"));
+    }
+    let to_u32 = |d: usize| {
+        u32::try_from(d).map_err(|_| Error::invalid("images dimension", d, "an IDX dimension is at most u32::MAX"))
+    };
+    let header_dims = [to_u32(n)?, to_u32(h)?, to_u32(w)?];
+    if !images.dtype().is_float() {
+        return Err(Error::invalid(
+            "images dtype",
+            format!("{:?}", images.dtype()),
+            "pixel values must be floats in [0, 1]",
+        ));
+    }
+    let values = images.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if let Some((index, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::invalid(
+            "images",
+            format!("{value} at flat index {index}"),
+            "pixel values must be finite",
+        ));
+    }
+    let mut out = Vec::with_capacity(16 + values.len());
+    out.extend_from_slice(&IMAGES_MAGIC.to_be_bytes());
+    for d in header_dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend(values.into_iter().map(to_byte));
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod test_files {
     //! Writers of small, valid or deliberately broken IDX files for tests.
@@ -397,6 +482,7 @@ pub(crate) mod test_files {
 mod tests {
     use super::test_files::*;
     use super::*;
+    use proptest::prelude::*;
     use std::time::Instant;
 
     #[test]
@@ -572,5 +658,127 @@ mod tests {
         let path = write(dir.path(), "scalar", &idx_bytes(0x800, &[], &[5]), false);
         let err = read_idx(&path, None).unwrap_err();
         assert!(matches!(err, Error::BadDims { .. }), "{err}");
+    }
+
+    /// `n` images of `h × w` whose pixels are `images(n, h, w) / 255` as `f32`.
+    fn pixel_tensor(bytes: &[u8], shape: &[usize]) -> Tensor {
+        let values: Vec<f32> = bytes.iter().map(|&b| f32::from(b) / 255.0).collect();
+        Tensor::from_vec(values, shape, &candle::Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn written_images_read_back_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let pixels = images(3, 28, 28);
+        for gz in [false, true] {
+            let name = if gz { "x.gz" } else { "x" };
+            let path = dir.path().join(name);
+            // The three accepted layouts of the same images give the same file.
+            let mut files = Vec::new();
+            for shape in [&[3, 784][..], &[3, 28, 28], &[3, 1, 28, 28]] {
+                write_idx_images(&path, &pixel_tensor(&pixels, shape)).unwrap();
+                files.push(std::fs::read(&path).unwrap());
+            }
+            assert!(files.iter().all(|f| f == &files[0]));
+            assert_eq!(files[0].starts_with(&[0x1f, 0x8b]), gz);
+            let arr = read_idx(&path, Some(IMAGES_MAGIC)).unwrap();
+            assert_eq!(arr.dims(), &[3, 28, 28]);
+            assert_eq!(arr.data(), pixels.as_slice());
+            assert!(!deepgen_core::checkpoint::temporary_path(&path).exists());
+        }
+    }
+
+    #[test]
+    fn written_images_load_as_mnist_and_write_back_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        write_split(dir.path(), "t10k", 5, 28, 28, true);
+        let images_path = dir.path().join("t10k-images-idx3-ubyte.gz");
+        let labels_path = dir.path().join("t10k-labels-idx1-ubyte.gz");
+        let (xs, _) = crate::load_images_and_labels(&images_path, &labels_path).unwrap();
+        let out = dir.path().join("samples-idx3-ubyte.gz");
+        write_idx_images(&out, &xs).unwrap();
+        assert_eq!(read_idx(&out, None).unwrap(), read_idx(&images_path, None).unwrap());
+        let (again, _) = crate::load_images_and_labels(&out, &labels_path).unwrap();
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            xs.flatten_all().unwrap().to_vec1().unwrap(),
+            again.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn writer_clamps_rounds_and_keeps_any_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd");
+        let values = [-0.5f32, 0.0, 0.4 / 255.0, 0.6 / 255.0, 0.5, 1.0, 7.0];
+        let xs = Tensor::from_slice(&values, (1, 1, 7), &candle::Device::Cpu).unwrap();
+        write_idx_images(&path, &xs.to_dtype(DType::F64).unwrap()).unwrap();
+        let arr = read_idx(&path, Some(IMAGES_MAGIC)).unwrap();
+        assert_eq!(arr.dims(), &[1, 1, 7]);
+        assert_eq!(arr.data(), &[0, 0, 0, 1, 128, 255, 255]);
+    }
+
+    #[test]
+    fn bad_images_are_errors_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = candle::Device::Cpu;
+        let path = dir.path().join("bad.gz");
+        let zeros = |shape: &[usize]| Tensor::zeros(shape, DType::F32, &dev).unwrap();
+        let mut nan = vec![0.5f32; 2 * 4 * 4];
+        nan[21] = f32::NAN;
+        let nan = Tensor::from_vec(nan, (2, 4, 4), &dev).unwrap();
+        let inf = Tensor::from_vec(vec![0.0, f32::INFINITY], (1, 1, 2), &dev).unwrap();
+        let cases = [
+            (zeros(&[0, 784]), "at least one image"),
+            (zeros(&[0, 28, 28]), "at least one image"),
+            (zeros(&[2, 0, 28]), "at least one image"),
+            (zeros(&[784]), "[n, h, w]"),
+            (zeros(&[2, 100]), "[n, 784]"),
+            (zeros(&[2, 3, 28, 28]), "[n, 1, h, w]"),
+            (zeros(&[1, 1, 1, 28, 28]), "[n, h, w]"),
+            (Tensor::zeros((2, 4, 4), DType::U8, &dev).unwrap(), "floats"),
+            (nan, "NaN at flat index 21"),
+            (inf, "inf at flat index 1"),
+        ];
+        for (xs, needle) in cases {
+            let err = write_idx_images(&path, &xs).unwrap_err();
+            assert!(
+                matches!(err, Error::BadShape { .. } | Error::InvalidArgument { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // An unwritable destination is an error naming it, and leaves nothing.
+        let missing = dir.path().join("no-such-dir").join("x");
+        let err = write_idx_images(&missing, &zeros(&[1, 2, 2])).unwrap_err();
+        assert!(err.to_string().contains("no-such-dir"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any bytes, shapes, layouts and compression: writing `b / 255`
+        /// (jittered by less than half a level) reads back as `b`.
+        #[test]
+        fn prop_idx_round_trip(
+            (n, h, w, bytes) in (1usize..5, 1usize..7, 1usize..7).prop_flat_map(|(n, h, w)| {
+                (Just(n), Just(h), Just(w), prop::collection::vec(any::<u8>(), n * h * w))
+            }),
+            jitter in -0.45f32..0.45,
+            with_channel: bool,
+            gz: bool,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(if gz { "p.gz" } else { "p" });
+            let values: Vec<f32> = bytes.iter().map(|&b| (f32::from(b) + jitter) / 255.0).collect();
+            let shape = if with_channel { vec![n, 1, h, w] } else { vec![n, h, w] };
+            let xs = Tensor::from_vec(values, shape, &candle::Device::Cpu).unwrap();
+            write_idx_images(&path, &xs).unwrap();
+            let arr = read_idx(&path, Some(IMAGES_MAGIC)).unwrap();
+            prop_assert_eq!(arr.dims(), &[n, h, w]);
+            prop_assert_eq!(arr.data(), bytes.as_slice());
+        }
     }
 }

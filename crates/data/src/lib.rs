@@ -7,7 +7,10 @@
 //!   error that names it and the `cargo xtask fetch-mnist` command to run.
 //! - [`idx`]: the IDX reader underneath, which treats every header as
 //!   untrusted (magic number, dimensions, and the claimed size against the
-//!   bytes actually present are checked before anything is allocated).
+//!   bytes actually present are checked before anything is allocated), and
+//!   [`write_idx_images`], which saves generated images (`[n, 784]`,
+//!   `[n, h, w]` or `[n, 1, h, w]` in `[0, 1]`) as an MNIST-format IDX file,
+//!   gzipped for a `.gz` name, for any MNIST evaluator.
 //! - [`binarize`](mod@binarize): static (thresholded or stochastic-once) and dynamic
 //!   binarisation for Bernoulli likelihoods.
 //! - [`batch`]: [`Batcher`], seeded shuffling, `drop_last`, dynamic
@@ -46,7 +49,7 @@
 //!   `s_k² + σ²`, so the noisy score of denoising score matching is exact.
 //! - **Files are validated before allocation and written atomically.** The
 //!   IDX reader never sizes a buffer from a header it has not checked against
-//!   the file; PNGs are written to a temporary name and renamed.
+//!   the file; PNGs and IDX files are written to a temporary name and renamed.
 //! - candle-datasets (parquet, arrow, hf-hub, a TLS stack) sits behind the
 //!   optional `hub` feature, so depending on this crate stays light.
 #![deny(missing_docs)]
@@ -71,7 +74,7 @@ pub use grid::{
 };
 #[cfg(feature = "hub")]
 pub use hub::{load_fashion_mnist_from_hub, load_mnist_from_hub};
-pub use idx::{IdxArray, read_idx};
+pub use idx::{IdxArray, read_idx, write_idx_images};
 pub use mnist::{Dataset, Mnist, flatten_images, load_fashion_mnist, load_images_and_labels, load_mnist, to_images};
 pub use synthetic::{
     GaussianMixture2d, Synthetic2d, points_to_tensor, swiss_roll, tensor_to_points, two_moons, two_moons_with_labels,

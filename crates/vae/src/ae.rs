@@ -22,13 +22,14 @@
 
 use crate::config::{check_non_negative, check_sizes, text_enum};
 use crate::inputs::{batch_size, interpolation_ends};
-use crate::linalg::{matmul, orthonormal_columns, symmetric_eigen, transpose};
+use crate::linalg::view;
 use crate::{Error, Result};
 use candle::{D, Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Linear, Relu, linear};
 use deepgen_numerics::{bce_with_logits_rows, line_between, sigmoid};
 use serde::{Deserialize, Serialize};
+use faer::{Mat, Side};
 
 /// Which autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -312,11 +313,12 @@ pub fn sparsity_penalty(codes: &Tensor, lambda: f64, penalty: SparsityPenalty) -
 
 /// The top-`k` principal directions of `data` (row-major `[n, d]`): the
 /// eigenvectors of the sample covariance with the `k` largest eigenvalues,
-/// as the columns of a row-major `[d, k]` matrix (cyclic Jacobi in `f64`).
+/// as the columns of a row-major `[d, k]` matrix (faer's self-adjoint
+/// eigensolver in `f64`).
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for `n < 2`, `k = 0`, `k > d` or a length
-/// other than `n · d`.
+/// [`Error::InvalidConfig`] for `n < 2`, `k = 0`, `k > d`, a length other
+/// than `n · d`, or an eigensolver that does not converge.
 pub fn pca_components(data: &[f64], n: usize, d: usize, k: usize) -> Result<Vec<f64>> {
     if n < 2 || k == 0 || k > d || data.len() != n * d {
         return Err(Error::invalid(
@@ -331,25 +333,27 @@ pub fn pca_components(data: &[f64], n: usize, d: usize, k: usize) -> Result<Vec<
             *m += x / n as f64;
         }
     }
-    let centred: Vec<f64> = data
-        .chunks_exact(d)
-        .flat_map(|row| row.iter().zip(&mean).map(|(x, m)| x - m))
-        .collect();
-    let mut cov = matmul(&transpose(&centred, n, d), &centred, d, n, d);
-    for c in cov.iter_mut() {
-        *c /= (n - 1) as f64;
-    }
-    let (_values, vectors) = symmetric_eigen(&cov, d);
-    Ok((0..d).flat_map(|i| vectors[i * d..i * d + k].to_vec()).collect())
+    let centred = Mat::from_fn(n, d, |i, j| data[i * d + j] - mean[j]);
+    let gram = centred.transpose() * centred.as_ref();
+    let cov = Mat::from_fn(d, d, |i, j| gram[(i, j)] / (n - 1) as f64);
+    let eigen = cov
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| Error::invalid("pca", format!("{e:?}"), "the covariance eigensolver did not converge"))?;
+    // faer sorts the eigenvalues in increasing order: the top k are the last.
+    let vectors = eigen.U();
+    Ok((0..d)
+        .flat_map(|i| (0..k).map(move |j| vectors[(i, d - 1 - j)]))
+        .collect())
 }
 
 /// The principal angles (radians, ascending) between the column spaces of
 /// `a` and `b`, both row-major `[d, k]`: `θ_i = arccos σ_i(Q_aᵀ Q_b)` with
-/// `Q` orthonormal bases (Björck and Golub 1973). All zero iff the subspaces
-/// coincide.
+/// `Q` orthonormal bases from thin QR (Björck and Golub 1973). All zero iff
+/// the subspaces coincide.
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] for lengths other than `d · k` or `k = 0`.
+/// [`Error::InvalidConfig`] for lengths other than `d · k`, `k = 0`, or an
+/// SVD that does not converge.
 pub fn principal_angles(a: &[f64], b: &[f64], d: usize, k: usize) -> Result<Vec<f64>> {
     if k == 0 || a.len() != d * k || b.len() != d * k {
         return Err(Error::invalid(
@@ -358,9 +362,10 @@ pub fn principal_angles(a: &[f64], b: &[f64], d: usize, k: usize) -> Result<Vec<
             format!("two [{d}, {k}] matrices"),
         ));
     }
-    let (qa, qb) = (orthonormal_columns(a, d, k), orthonormal_columns(b, d, k));
-    let m = matmul(&transpose(&qa, d, k), &qb, k, d, k);
-    let (values, _) = symmetric_eigen(&matmul(&transpose(&m, k, k), &m, k, k, k), k);
+    let (qa, qb) = (view(a, d, k).qr().compute_thin_Q(), view(b, d, k).qr().compute_thin_Q());
+    let cosines = (qa.transpose() * qb.as_ref())
+        .singular_values()
+        .map_err(|e| Error::invalid("principal angles", format!("{e:?}"), "the SVD did not converge"))?;
     // Largest singular value first gives the smallest angle first.
-    Ok(values.iter().map(|v| v.max(0.0).sqrt().min(1.0).acos()).collect())
+    Ok(cosines.iter().map(|c| c.clamp(0.0, 1.0).acos()).collect())
 }

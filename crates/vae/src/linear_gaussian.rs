@@ -26,9 +26,11 @@
 //! [`LatentModel`] on tensors so that the generic estimators run on it.
 
 use crate::estimators::LatentModel;
-use crate::linalg::{cholesky, log_det_from_cholesky, matmul, solve_lower, solve_lower_transposed, transpose};
+use crate::linalg::{column, row_major, to_vec, view};
 use crate::{Error, Result};
 use candle::{D, Tensor};
+use faer::linalg::solvers::{DenseSolveCore, Llt, Solve};
+use faer::{Mat, MatRef, Side};
 
 /// `ln 2π`.
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -53,7 +55,7 @@ pub struct FullGaussian {
     pub cov: Vec<f64>,
     /// The precision `S⁻¹`, row-major `[Z, Z]`.
     pub precision: Vec<f64>,
-    /// The lower Cholesky factor of `S`.
+    /// The lower Cholesky factor of `S`, row-major `[Z, Z]`.
     cov_cholesky: Vec<f64>,
 }
 
@@ -70,9 +72,8 @@ impl FullGaussian {
         let n = self.dim();
         check_len("z", z, n)?;
         let diff: Vec<f64> = z.iter().zip(&self.mean).map(|(a, b)| a - b).collect();
-        let y = solve_lower(&self.cov_cholesky, n, &diff);
-        let maha: f64 = y.iter().map(|v| v * v).sum();
-        Ok(-0.5 * (n as f64 * LN_2PI + log_det_from_cholesky(&self.cov_cholesky, n) + maha))
+        let l = view(&self.cov_cholesky, n, n);
+        Ok(-0.5 * (n as f64 * LN_2PI + log_det_from_cholesky(l) + mahalanobis(l, &diff)))
     }
 
     /// `z = m + L ε` with `S = L Lᵀ`, for standard-normal `eps` `[Z]`.
@@ -82,8 +83,8 @@ impl FullGaussian {
     pub fn sample(&self, eps: &[f64]) -> Result<Vec<f64>> {
         let n = self.dim();
         check_len("eps", eps, n)?;
-        let l_eps = matmul(&self.cov_cholesky, eps, n, n, 1);
-        Ok(self.mean.iter().zip(l_eps).map(|(m, v)| m + v).collect())
+        let l_eps = view(&self.cov_cholesky, n, n) * column(eps);
+        Ok(self.mean.iter().zip(l_eps.iter()).map(|(m, v)| m + v).collect())
     }
 }
 
@@ -99,8 +100,23 @@ fn check_len(what: &'static str, v: &[f64], n: usize) -> Result<()> {
     }
 }
 
-fn not_positive_definite(what: &str) -> Error {
-    Error::invalid("linear-Gaussian model", what, "a covariance is not positive definite")
+/// The lower Cholesky factor `L` of `a = L Lᵀ`; an error naming `what`
+/// when `a` is not positive definite.
+fn cholesky(a: MatRef<'_, f64>, what: &str) -> Result<Llt<f64>> {
+    a.llt(Side::Lower)
+        .map_err(|_| Error::invalid("linear-Gaussian model", what, "a covariance is not positive definite"))
+}
+
+/// `‖L⁻¹ v‖² = vᵀ (L Lᵀ)⁻¹ v` by forward substitution.
+fn mahalanobis(l: MatRef<'_, f64>, v: &[f64]) -> f64 {
+    let mut y = column(v).to_owned();
+    l.solve_lower_triangular_in_place(y.as_mat_mut());
+    y.iter().map(|v| v * v).sum()
+}
+
+/// `log det (L Lᵀ) = 2 Σ log L_ii`.
+fn log_det_from_cholesky(l: MatRef<'_, f64>) -> f64 {
+    2.0 * l.diagonal().column_vector().iter().map(|v| v.ln()).sum::<f64>()
 }
 
 impl LinearGaussian {
@@ -154,6 +170,11 @@ impl LinearGaussian {
         self.sigma
     }
 
+    /// `W` as a `[D, Z]` matrix.
+    fn w(&self) -> MatRef<'_, f64> {
+        view(&self.weight, self.data_dim, self.latent_dim)
+    }
+
     /// `log p(x|z) = log N(x; W z + b, σ² I)`.
     ///
     /// # Errors
@@ -161,10 +182,10 @@ impl LinearGaussian {
     pub fn log_likelihood_at(&self, x: &[f64], z: &[f64]) -> Result<f64> {
         check_len("x", x, self.data_dim)?;
         check_len("z", z, self.latent_dim)?;
-        let wz = matmul(&self.weight, z, self.data_dim, self.latent_dim, 1);
+        let wz = self.w() * column(z);
         let sq: f64 = x
             .iter()
-            .zip(&wz)
+            .zip(wz.iter())
             .zip(&self.bias)
             .map(|((x, wz), b)| (x - wz - b).powi(2))
             .sum();
@@ -187,17 +208,15 @@ impl LinearGaussian {
     /// # Errors
     /// [`Error::BadShape`] for a length other than `D`.
     pub fn log_marginal(&self, x: &[f64]) -> Result<f64> {
-        let (d, z) = (self.data_dim, self.latent_dim);
+        let d = self.data_dim;
         check_len("x", x, d)?;
-        let mut cov = matmul(&self.weight, &transpose(&self.weight, d, z), d, z, d);
+        let mut cov = self.w() * self.w().transpose();
         for i in 0..d {
-            cov[i * d + i] += self.sigma * self.sigma;
+            cov[(i, i)] += self.sigma * self.sigma;
         }
-        let l = cholesky(&cov, d).ok_or_else(|| not_positive_definite("W Wᵀ + σ² I"))?;
+        let llt = cholesky(cov.as_ref(), "W Wᵀ + σ² I")?;
         let diff: Vec<f64> = x.iter().zip(&self.bias).map(|(x, b)| x - b).collect();
-        let y = solve_lower(&l, d, &diff);
-        let maha: f64 = y.iter().map(|v| v * v).sum();
-        Ok(-0.5 * (d as f64 * LN_2PI + log_det_from_cholesky(&l, d) + maha))
+        Ok(-0.5 * (d as f64 * LN_2PI + log_det_from_cholesky(llt.L()) + mahalanobis(llt.L(), &diff)))
     }
 
     /// The exact posterior `p(z|x) = N(m, S)` with `S = (I + WᵀW/σ²)⁻¹` and
@@ -209,42 +228,20 @@ impl LinearGaussian {
         let (d, z) = (self.data_dim, self.latent_dim);
         check_len("x", x, d)?;
         let var = self.sigma * self.sigma;
-        let wt = transpose(&self.weight, d, z);
-        let mut precision = matmul(&wt, &self.weight, z, d, z);
-        for v in precision.iter_mut() {
-            *v /= var;
-        }
-        for i in 0..z {
-            precision[i * z + i] += 1.0;
-        }
-        let lp = cholesky(&precision, z).ok_or_else(|| not_positive_definite("I + WᵀW/σ²"))?;
-        // S = P⁻¹, column by column.
-        let mut cov = vec![0.0; z * z];
-        for j in 0..z {
-            let mut e = vec![0.0; z];
-            e[j] = 1.0;
-            let col = solve_lower_transposed(&lp, z, &solve_lower(&lp, z, &e));
-            for i in 0..z {
-                cov[i * z + j] = col[i];
-            }
-        }
-        // Symmetrise the rounding so the Cholesky factor exists.
-        for i in 0..z {
-            for j in 0..i {
-                let avg = 0.5 * (cov[i * z + j] + cov[j * z + i]);
-                cov[i * z + j] = avg;
-                cov[j * z + i] = avg;
-            }
-        }
+        let wtw = self.w().transpose() * self.w();
+        let precision = Mat::from_fn(z, z, |i, j| wtw[(i, j)] / var + if i == j { 1.0 } else { 0.0 });
+        let lp = cholesky(precision.as_ref(), "I + WᵀW/σ²")?;
+        // S = P⁻¹, with the rounding symmetrised so its Cholesky factor exists.
+        let inverse = lp.inverse();
+        let cov = Mat::from_fn(z, z, |i, j| 0.5 * (inverse[(i, j)] + inverse[(j, i)]));
         let diff: Vec<f64> = x.iter().zip(&self.bias).map(|(x, b)| (x - b) / var).collect();
-        let rhs = matmul(&wt, &diff, z, d, 1);
-        let mean = solve_lower_transposed(&lp, z, &solve_lower(&lp, z, &rhs));
-        let cov_cholesky = cholesky(&cov, z).ok_or_else(|| not_positive_definite("S"))?;
+        let mean = lp.solve(self.w().transpose() * column(&diff));
+        let cov_cholesky = cholesky(cov.as_ref(), "S")?;
         Ok(FullGaussian {
-            mean,
-            cov,
-            precision,
-            cov_cholesky,
+            mean: to_vec(mean.as_ref()),
+            cov: row_major(cov.as_ref()),
+            precision: row_major(precision.as_ref()),
+            cov_cholesky: row_major(cov_cholesky.L()),
         })
     }
 
@@ -263,10 +260,10 @@ impl LinearGaussian {
         check_len("x", x, d)?;
         self.check_q(q_mean, q_log_var)?;
         let var = self.sigma * self.sigma;
-        let w_mu = matmul(&self.weight, q_mean, d, z, 1);
+        let w_mu = self.w() * column(q_mean);
         let residual: f64 = x
             .iter()
-            .zip(&w_mu)
+            .zip(w_mu.iter())
             .zip(&self.bias)
             .map(|((x, m), b)| (x - m - b).powi(2))
             .sum();
@@ -294,9 +291,9 @@ impl LinearGaussian {
         let p = &post.precision;
         let trace: f64 = (0..z).map(|i| p[i * z + i] * q_log_var[i].exp()).sum();
         let diff: Vec<f64> = post.mean.iter().zip(q_mean).map(|(m, mu)| m - mu).collect();
-        let p_diff = matmul(p, &diff, z, z, 1);
-        let maha: f64 = diff.iter().zip(&p_diff).map(|(a, b)| a * b).sum();
-        let log_det_cov = log_det_from_cholesky(&post.cov_cholesky, z);
+        let p_diff = view(p, z, z) * column(&diff);
+        let maha: f64 = diff.iter().zip(p_diff.iter()).map(|(a, b)| a * b).sum();
+        let log_det_cov = log_det_from_cholesky(view(&post.cov_cholesky, z, z));
         Ok(0.5 * (trace + maha - z as f64 + log_det_cov - q_log_var.iter().sum::<f64>()))
     }
 
@@ -328,7 +325,7 @@ impl LatentModel for LinearGaussian {
             });
         }
         let (dev, dtype) = (xs.device(), xs.dtype());
-        let wt = Tensor::from_vec(transpose(&self.weight, d, z), (z, d), dev)?.to_dtype(dtype)?;
+        let wt = Tensor::from_vec(row_major(self.w().transpose()), (z, d), dev)?.to_dtype(dtype)?;
         let b = Tensor::from_vec(self.bias.clone(), d, dev)?.to_dtype(dtype)?;
         let means = zs.to_dtype(dtype)?.broadcast_matmul(&wt)?.broadcast_add(&b)?;
         let var = self.sigma * self.sigma;
@@ -343,5 +340,25 @@ impl LatentModel for LinearGaussian {
 
     fn sample_prior(&self, eps: &Tensor) -> Result<Tensor> {
         Ok(eps.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cholesky_of_a_non_positive_definite_matrix_is_an_error() {
+        // [[1, 2], [2, 1]] has eigenvalues 3 and −1.
+        let err = cholesky(view(&[1.0, 2.0, 2.0, 1.0], 2, 2), "A").unwrap_err();
+        assert!(err.to_string().contains("not positive definite"), "{err}");
+        // [[4, 2], [2, 3]] = L Lᵀ with L = [[2, 0], [1, √2]]: det 8.
+        let l = cholesky(view(&[4.0, 2.0, 2.0, 3.0], 2, 2), "A").unwrap();
+        assert!((log_det_from_cholesky(l.L()) - 8f64.ln()).abs() < 1e-14);
+        assert!((mahalanobis(l.L(), &[2.0, 1.0]) - 1.0).abs() < 1e-14);
+        // A NaN weight reaches the factorisation as an error, not a panic.
+        let model = LinearGaussian::new(vec![f64::NAN], vec![0.0], 1.0, 1).unwrap();
+        assert!(matches!(model.log_marginal(&[0.0]), Err(Error::InvalidConfig { .. })));
+        assert!(matches!(model.posterior(&[0.0]), Err(Error::InvalidConfig { .. })));
     }
 }
