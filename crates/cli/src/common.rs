@@ -7,6 +7,7 @@
 //! models, training with pictures ([`train_with_pictures`], [`Pictured`])
 //! and the importance-sampled likelihood evaluation ([`LikelihoodEvalArgs`]).
 
+use crate::plot;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use deepgen_core::candle::{DType, Device, Tensor};
@@ -16,9 +17,7 @@ use deepgen_core::train::{
     BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, batch_ranges, fit,
 };
 use deepgen_core::{AdamConfig, Checkpoint, DeviceChoice, Metrics, StdRng};
-use deepgen_data::{
-    Batch, Batcher, BatcherConfig, Dataset, Mnist, PlotLabels, save_image_grid, save_line_plot_labelled_png,
-};
+use deepgen_data::{Batch, Batcher, BatcherConfig, Dataset, Mnist, save_image_grid};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::marker::PhantomData;
@@ -625,18 +624,32 @@ fn loss_history(run_dir: &Path) -> Result<LossHistory> {
 /// When the metrics cannot be read or the picture cannot be written.
 pub fn save_loss_curve(run_dir: &Path) -> Result<Option<PathBuf>> {
     let history = loss_history(run_dir)?;
-    let series: Vec<(&str, &[f64])> = history.series.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
-    if !series.iter().any(|(_, v)| v.len() >= 2) {
+    if !history.series.iter().any(|(_, v)| v.len() >= 2) {
         return Ok(None);
     }
+    // Value `i` of a column is epoch `first_epoch + i`.
+    let points: Vec<Vec<(f64, f64)>> = history
+        .series
+        .iter()
+        .map(|(_, v)| {
+            v.iter()
+                .enumerate()
+                .map(|(i, &y)| (history.first_epoch + i as f64, y))
+                .collect()
+        })
+        .collect();
+    let series: Vec<plot::Series> = history
+        .series
+        .iter()
+        .zip(&points)
+        .map(|((name, _), points)| plot::Series { name, points })
+        .collect();
     let title = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let labels = PlotLabels::axes("epoch", history.first_epoch, "loss per image").with_title(&title);
     let path = run_dir.join("loss_curve.png");
-    save_line_plot_labelled_png(&series, &labels, &path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    plot::line_plot(&series, &title, "epoch", "loss per image", &path)?;
     Ok(Some(path))
 }
 

@@ -13,6 +13,7 @@
 
 mod commands;
 mod common;
+mod plot;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

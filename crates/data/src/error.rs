@@ -6,7 +6,8 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong while loading, batching, sampling or plotting.
+/// Everything that can go wrong while loading, batching, sampling or writing
+/// image grids.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A tensor operation failed (shape mismatch, device error, …).
@@ -153,7 +154,8 @@ pub enum Error {
         expected: String,
     },
 
-    /// An error from deepgen-core (its atomic file writer).
+    /// deepgen-core failed, e.g. its atomic writer could not write a file
+    /// (the message names it).
     #[error(transparent)]
     Core(#[from] deepgen_core::Error),
 

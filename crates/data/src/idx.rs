@@ -28,7 +28,7 @@
 //! can read them; it writes through deepgen-core's atomic writer and
 //! gzip-compresses when the name ends in `.gz`.
 
-use crate::grid::to_byte;
+use crate::image_grid::to_byte;
 use crate::{Error, Result};
 use candle::{DType, Tensor};
 use flate2::Compression;

@@ -22,9 +22,9 @@
 //!   moons, swiss roll) and [`GaussianMixture2d`] with closed-form log-density,
 //!   score and noised mixture, the ground truth of the GAN mode-coverage
 //!   benchmark (SPEC §5) and of the score-matching identities (SPEC §6).
-//! - [`grid`]: PNG output: image grids, scatter plots, loss curves, with
-//!   tick labels, legends and axis titles drawn in [`font`], a 5 × 7
-//!   bitmap font of printable ASCII (with a descender row).
+//! - [`image_grid`](mod@image_grid): a batch of images as one PNG grid
+//!   ([`save_image_grid`]), as torchvision's `make_grid` lays it out. Plots
+//!   (loss curves, scatter plots) are the CLI's, drawn with plotters.
 //! - `hub` (feature `hub`): the same data through candle-datasets and the
 //!   Hugging Face hub.
 //!
@@ -49,7 +49,8 @@
 //!   `s_k² + σ²`, so the noisy score of denoising score matching is exact.
 //! - **Files are validated before allocation and written atomically.** The
 //!   IDX reader never sizes a buffer from a header it has not checked against
-//!   the file; PNGs and IDX files are written to a temporary name and renamed.
+//!   the file; PNGs and IDX files are written to a temporary name and renamed
+//!   by deepgen-core's one atomic writer.
 //! - candle-datasets (parquet, arrow, hf-hub, a TLS stack) sits behind the
 //!   optional `hub` feature, so depending on this crate stays light.
 #![deny(missing_docs)]
@@ -57,24 +58,20 @@
 pub mod batch;
 pub mod binarize;
 pub mod error;
-pub mod font;
-pub mod grid;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod idx;
+pub mod image_grid;
 pub mod mnist;
 pub mod synthetic;
 
 pub use batch::{Batch, Batcher, BatcherConfig, ImageBatcher, LabelledBatcher, PairBatcher};
 pub use binarize::{binarize, binarize_stochastic};
 pub use error::{Error, Result};
-pub use grid::{
-    Extent, Image, PlotLabels, ScatterLayer, image_grid, render_line_plot, render_line_plot_labelled, render_scatter,
-    save_image_grid, save_line_plot_labelled_png, save_line_plot_png, save_scatter_png, save_scatter_with_modes_png,
-};
 #[cfg(feature = "hub")]
 pub use hub::{load_fashion_mnist_from_hub, load_mnist_from_hub};
 pub use idx::{IdxArray, read_idx, write_idx_images};
+pub use image_grid::{Image, image_grid, save_image_grid};
 pub use mnist::{Dataset, Mnist, flatten_images, load_fashion_mnist, load_images_and_labels, load_mnist, to_images};
 pub use synthetic::{
     GaussianMixture2d, Synthetic2d, points_to_tensor, swiss_roll, tensor_to_points, two_moons, two_moons_with_labels,
