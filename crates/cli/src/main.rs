@@ -4,16 +4,25 @@
 //!   writing `metrics.csv`, a safetensors checkpoint and the run's
 //!   configuration into a run directory (`--resume` continues it);
 //! - `deepgen eval <model>`: evaluates a trained run;
+//! - `deepgen sample <model>`: prior samples of a trained run as a PNG grid
+//!   and an IDX file;
 //! - `deepgen cnn summary "<spec>"`: the shape and parameter table of a CNN.
 //!
-//! Each model's commands live in their own module under `commands/`; the
-//! flags every `train` shares are [`common::CommonTrainArgs`]. Errors print
-//! `error: …` and exit with status 1; bad flags are clap's (status 2); user
-//! input never causes a panic.
+//! A model family's commands live in `commands/<family>.rs` (its flags and
+//! its [`run::ModelCommand`]); what they share is split by concern: `args`
+//! (flags every train command takes), `run` (settings, run directory,
+//! `config.toml`, the driver), `pictures` and `plot` (PNG output), `eval`
+//! (likelihood evaluation) and `sample`. Errors print `error: …` and exit
+//! with status 1; bad flags are clap's (status 2); user input never causes a
+//! panic.
 
+mod args;
 mod commands;
-mod common;
+mod eval;
+mod pictures;
 mod plot;
+mod run;
+mod sample;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         model: EvalModel,
     },
+    /// Draw samples of a trained generative model: a PNG grid, and an IDX file on request.
+    Sample {
+        #[command(subcommand)]
+        model: SampleModel,
+    },
     /// Inspect convolutional network specs.
     Cnn {
         #[command(subcommand)]
@@ -79,6 +93,15 @@ enum EvalModel {
     Hvae(commands::hvae::EvalArgs),
 }
 
+/// `deepgen sample <model>`.
+#[derive(Debug, Subcommand)]
+enum SampleModel {
+    /// Decoder means of prior samples of a trained VAE.
+    Vae(sample::SampleArgs),
+    /// Decoder means of prior samples (z2, then z1) of a trained hierarchical VAE.
+    Hvae(sample::SampleArgs),
+}
+
 /// `deepgen cnn <command>`.
 #[derive(Debug, Subcommand)]
 enum CnnCommand {
@@ -89,18 +112,22 @@ enum CnnCommand {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train { model } => match model {
-            TrainModel::Cnn(args) => commands::cnn::train(args),
-            TrainModel::Vae(args) => commands::vae::train(args),
-            TrainModel::Ae(args) => commands::vae::train_ae(args),
-            TrainModel::Hvae(args) => commands::hvae::train(args),
+            TrainModel::Cnn(args) => commands::cnn::train(&args),
+            TrainModel::Vae(args) => run::train::<commands::vae::VaeCommand>(&args),
+            TrainModel::Ae(args) => run::train::<commands::vae::AeCommand>(&args),
+            TrainModel::Hvae(args) => run::train::<commands::hvae::HvaeCommand>(&args),
         },
         Command::Eval { model } => match model {
-            EvalModel::Cnn(args) => commands::cnn::eval(args),
-            EvalModel::Vae(args) => commands::vae::eval(args),
-            EvalModel::Hvae(args) => commands::hvae::eval(args),
+            EvalModel::Cnn(args) => commands::cnn::eval(&args),
+            EvalModel::Vae(args) => commands::vae::eval(&args),
+            EvalModel::Hvae(args) => commands::hvae::eval(&args),
+        },
+        Command::Sample { model } => match model {
+            SampleModel::Vae(args) => sample::sample::<deepgen_vae::Vae>(&args),
+            SampleModel::Hvae(args) => sample::sample::<deepgen_hvae::Hvae>(&args),
         },
         Command::Cnn { command } => match command {
-            CnnCommand::Summary(args) => commands::cnn::summary(args),
+            CnnCommand::Summary(args) => commands::cnn::summary(&args),
         },
     }
 }

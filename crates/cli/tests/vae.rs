@@ -76,7 +76,7 @@ fn train_resume_and_eval_a_vae_run() {
     let output = train("vae", dir.path(), &run, &["--epochs", "2"]);
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "{stderr}");
-    assert!(stdout.contains("output bias marginal"), "{stdout}");
+    assert!(stdout.contains(r#"training {"output_bias":"marginal"}"#), "{stdout}");
     assert!(stdout.contains("epoch 1/2") && stdout.contains("epoch 2/2"), "{stdout}");
 
     // metrics.csv: −ELBO, its parts, per epoch; test −ELBO = recon + KL.
@@ -91,7 +91,7 @@ fn train_resume_and_eval_a_vae_run() {
     assert!((loss - recon - kl).abs() < 1e-6 * loss.abs(), "{loss} ≠ {recon} + {kl}");
     let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
     assert!(
-        config.contains("model = \"vae\"") && config.contains("output_bias = \"marginal\""),
+        config.contains("family = \"vae\"") && config.contains("output_bias = \"marginal\""),
         "{config}"
     );
     for picture in [

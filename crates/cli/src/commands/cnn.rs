@@ -1,12 +1,14 @@
 //! `deepgen train cnn`, `deepgen eval cnn` and `deepgen cnn summary`.
 
-use crate::common::{
-    CommonTrainArgs, ConfigValue, DataArg, LabelledBatches, ModelDefaults, TrainRun, group_thousands, open_device, say,
-};
+use crate::args::{DataArg, RunFlags};
+use crate::commands::vae::NoTraining;
+use crate::run::{RunDefaults, TrainRun, group_thousands, load_dataset, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepgen_cnn::{Classifier, ClassifierConfig, DEFAULT_MNIST_SPEC, Dims, Evaluator, SPEC_FILE, Spec};
 use deepgen_core::DeviceChoice;
+use deepgen_data::{BatcherConfig, LabelledBatcher};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The layer-spec language, for `--help`.
@@ -27,7 +29,7 @@ Seed 000's network:
 
 /// The defaults of `deepgen train cnn`: three epochs of Adam at PyTorch's
 /// default rate, batches of 64 (Candle's MNIST example).
-const DEFAULTS: ModelDefaults = ModelDefaults {
+const DEFAULTS: RunDefaults = RunDefaults {
     epochs: 3,
     batch_size: 64,
     lr: 1e-3,
@@ -44,7 +46,15 @@ pub struct TrainArgs {
     #[arg(long, value_name = "SPEC")]
     pub spec: Option<String>,
     #[command(flatten)]
-    pub common: CommonTrainArgs,
+    pub run: RunFlags,
+}
+
+/// The `[model]` table of a CNN run's `config.toml`: the network's spec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CnnTable {
+    /// The layer spec [default: the LeNet-class MNIST spec].
+    pub spec: Option<String>,
 }
 
 /// Flags of `deepgen cnn summary`.
@@ -136,7 +146,7 @@ fn token_span(text: &str, position: usize) -> Option<(usize, usize)> {
 }
 
 /// `deepgen cnn summary`: the shape and parameter table.
-pub fn summary(args: SummaryArgs) -> Result<()> {
+pub fn summary(args: &SummaryArgs) -> Result<()> {
     let text = args.spec.as_deref().unwrap_or(DEFAULT_MNIST_SPEC);
     let spec = parse_spec(text)?;
     say(&spec.table()?.to_string());
@@ -195,48 +205,61 @@ fn choose_spec(flag: Option<&str>, run_dir: &Path, resume: bool) -> Result<Spec>
 }
 
 /// `deepgen train cnn`: trains a classifier through core's loop.
-pub fn train(args: TrainArgs) -> Result<()> {
-    let mut run = TrainRun::new(&args.common, "cnn", DEFAULTS)?;
-    let spec = choose_spec(args.spec.as_deref(), run.run_dir(), run.args.resume)?;
+pub fn train(args: &TrainArgs) -> Result<()> {
+    let (mut run, table, training) = TrainRun::start::<CnnTable, NoTraining>(&args.run, "cnn", DEFAULTS)?;
+    let flag = args.spec.as_deref().or(table.spec.as_deref());
+    let spec = choose_spec(flag, &run.run_dir, run.resume)?;
     check_mnist_spec(&spec)?;
     let device = run.open_device()?;
     let data = run.load_data()?;
 
     let config = ClassifierConfig {
-        lr: run.resolved.lr,
+        lr: run.settings.lr,
         ..Default::default()
     };
-    let mut classifier =
-        Classifier::new(&spec, config, run.args.seed, &device)?.with_test_set(&data.test_images, &data.test_labels)?;
-    let mut batches = LabelledBatches::new(&data.train_images, &data.train_labels, run.resolved.batch_size, &device)?;
+    let mut classifier = Classifier::new(&spec, config, run.settings.seed, &device)?
+        .with_test_set(&data.test_images, &data.test_labels)?;
+    let batcher = BatcherConfig {
+        batch_size: run.settings.batch_size,
+        ..Default::default()
+    };
+    let mut batches = LabelledBatcher::new(&data.train_images, &data.train_labels, batcher, &device)?;
 
-    run.create_run_dir(vec![("spec", ConfigValue::Text(spec.to_string()))])?;
-    deepgen_cnn::save_spec(run.run_dir(), &spec)?;
+    let file = run.file(
+        "cnn",
+        CnnTable {
+            spec: Some(spec.to_string()),
+        },
+        training,
+    );
+    run.create_run_dir(&file)?;
+    deepgen_cnn::save_spec(&run.run_dir, &spec)?;
     run.announce(&format!(
         "training `{spec}` ({} parameters) {}",
         group_thousands(classifier.model().n_parameters()),
         run.data_summary(&data)
     ));
     run.announce(&run.schedule_summary(&device));
-    let Some(records) = run.fit(&mut classifier, &mut batches)? else {
+    let Some(records) = run.fit(&mut classifier, &mut batches, &file, |_, _| Ok(()))? else {
         return Ok(());
     };
     let accuracy = records
         .last()
         .and_then(|last| last.eval.get("test_accuracy"))
         .map_or_else(String::new, |a| format!(", test accuracy {:.2} %", 100.0 * a));
-    run.say_done(&records, &accuracy, &[run.run_dir().join(SPEC_FILE)]);
+    run.say_done(&records, &accuracy, &[run.run_dir.join(SPEC_FILE)]);
     Ok(())
 }
 
 /// `deepgen eval cnn`: test loss, accuracy and the predicted-class histogram
 /// of a trained run.
-pub fn eval(args: EvalArgs) -> Result<()> {
+pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = open_device(args.device)?;
     let evaluator = Evaluator::load(&args.run, &device)
         .with_context(|| format!("cannot load the classifier in `{}`", args.run.display()))?;
     check_mnist_spec(evaluator.model().spec())?;
-    let (dataset, data) = args.data.load(args.data_dir.as_deref())?;
+    let dataset = args.data.dataset();
+    let data = load_dataset(dataset, &args.data.dir(args.data_dir.as_deref()))?;
     let (loss, accuracy) = evaluator.accuracy(&data.test_images, &data.test_labels)?;
     let evaluation = evaluator.evaluate(&data.test_images)?;
     say(&format!(

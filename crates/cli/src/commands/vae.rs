@@ -1,182 +1,146 @@
-//! `deepgen train vae`, `deepgen train ae` and `deepgen eval vae`.
-//!
-//! Training goes through common's [`train_with_pictures`] (and so
-//! [`crate::common::TrainRun`] and deepgen-core's loop) with deepgen-vae's
-//! [`VaeTrainer`] / [`AeTrainer`]: after every epoch's evaluation it writes
-//! `reconstructions_epoch_XX.png` (test originals above, reconstructions
-//! below) and, for the VAE, `samples_epoch_XX.png` (decoder means of prior
-//! samples, the same noise every epoch). After the last epoch come
-//! `interpolation.png` (latent interpolation between pairs of test digits),
-//! `manifold.png` (2-D latent only) and `loss_curve.png` (from
-//! `metrics.csv`).
+//! `deepgen train vae`, `train ae`, `sample vae` and `eval vae`: deepgen-vae's
+//! models on [`crate::run::train`]. After every epoch a run writes
+//! `reconstructions_epoch_XX.png` and (VAE) `samples_epoch_XX.png`; at the
+//! end `interpolation.png`, `manifold.png` (2-D latent) and `loss_curve.png`.
 
-use crate::common::{
-    CommonTrainArgs, ConfigValue, EVAL_BATCH, LikelihoodEvalArgs, MANIFOLD_SIDE, ModelDefaults, Pictured,
-    PicturedModel, TrainRun, at_least_one, checkpoint_file, non_negative_f64, open_device, parameter_count,
-    train_with_pictures,
-};
+use crate::args::{RunFlags, at_least_one, non_negative_f64};
+use crate::eval::LikelihoodEvalArgs;
+use crate::pictures::{MANIFOLD_SIDE, Pictured};
+use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, checkpoint_file, open_device};
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
-use deepgen_core::candle::{Device, Tensor};
-use deepgen_core::train::TrainStep;
-use deepgen_data::Mnist;
-use deepgen_vae::config::ConfigText;
-use deepgen_vae::train::{TrainableModel, Trainer};
-use deepgen_vae::{
-    AeConfig, AeKind, AeTrainer, Architecture, Autoencoder, DecoderKind, Objective, PriorKind, Reconstruction,
-    SparsityPenalty, Vae, VaeConfig, VaeTrainer, load_vae,
-};
+use deepgen_core::Trainer;
+use deepgen_core::candle::Tensor;
+use deepgen_core::trainer::config_json;
+use deepgen_vae::{AeConfig, AeKind, Architecture, Autoencoder, DecoderKind, Objective, PriorKind, Vae, VaeConfig};
+use deepgen_vae::{Reconstruction, SparsityPenalty, load_vae};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// pytorch/examples' VAE: ten epochs of Adam at 1e-3 on batches of 128.
-const VAE_DEFAULTS: ModelDefaults = ModelDefaults {
+/// pytorch/examples' VAE: ten epochs of Adam at 1e-3 on batches of 128 (the autoencoders too).
+const DEFAULTS: RunDefaults = RunDefaults {
     epochs: 10,
     batch_size: 128,
     lr: 1e-3,
 };
 
-/// The autoencoders use the VAE's schedule.
-const AE_DEFAULTS: ModelDefaults = VAE_DEFAULTS;
-
-/// `--arch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ArchArg {
-    /// 784-H-Z multilayer perceptrons with ReLU (pytorch/examples).
-    Mlp,
-    /// Two stride-2 convolutions (32, 64 channels) and a hidden layer; transposed convolutions back.
-    Conv,
+/// Flags of `deepgen train vae`; each overrides `[model]`/`[training]` of `--config`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Encoder and decoder networks: mlp (784-H-Z, pytorch/examples) or conv [default: mlp].
+    #[arg(long)]
+    pub arch: Option<Architecture>,
+    /// Hidden units H [default: 400].
+    #[arg(long, value_name = "H", value_parser = at_least_one)]
+    pub hidden: Option<usize>,
+    /// Latent dims Z (2 also draws the latent manifold) [default: 20].
+    #[arg(long, value_name = "Z", value_parser = at_least_one)]
+    pub latent: Option<usize>,
+    /// Observation model p(x|z): bernoulli, gaussian or gaussian-learned [default: bernoulli].
+    #[arg(long)]
+    pub decoder: Option<DecoderKind>,
+    /// Prior p(z): standard or learned [default: standard].
+    #[arg(long)]
+    pub prior: Option<PriorKind>,
+    /// Weight β of the KL term (1: the ELBO) [default: 1].
+    #[arg(long, value_name = "B", allow_hyphen_values = true, value_parser = non_negative_f64)]
+    pub beta: Option<f64>,
+    /// Samples L of z per example for the reconstruction term [default: 1].
+    #[arg(long, value_name = "L", value_parser = at_least_one)]
+    pub samples: Option<usize>,
+    /// Train on the IWAE bound with K importance samples instead of the ELBO.
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
+    pub iwae_k: Option<usize>,
+    /// How the decoder's output bias starts: marginal (the data's log-odds) or pytorch (nn.Linear's) [default: marginal].
+    #[arg(long, value_enum)]
+    pub output_bias: Option<OutputBias>,
+    #[command(flatten)]
+    pub run: RunFlags,
 }
 
-/// `--decoder`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DecoderArg {
-    /// Bernoulli pixels (binary cross-entropy on grey levels, pytorch/examples).
-    Bernoulli,
-    /// Gaussian with unit variance.
-    Gaussian,
-    /// Gaussian with a learned diagonal variance σ(NN(z)) (seed 003).
-    GaussianLearned,
-}
-
-/// `--prior`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PriorArg {
-    /// N(0, I).
-    Standard,
-    /// N(μ_z, σ_z² I) with learned μ_z and σ_z (seed 003).
-    Learned,
-}
-
-/// `--output-bias`: how the decoder's output bias starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputBiasArg {
+/// How the decoder's output bias starts (`[training] output_bias`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputBias {
     /// The training data's per-pixel log-odds (Bernoulli) or mean (Gaussian).
+    #[default]
     Marginal,
     /// nn.Linear's U(±1/√fan_in), as pytorch/examples.
     Pytorch,
 }
 
-impl OutputBiasArg {
-    /// Its `config.toml` value.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Marginal => "marginal",
-            Self::Pytorch => "pytorch",
+/// The VAE's `[training]` table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaeTraining {
+    /// How the decoder's output bias starts.
+    pub output_bias: OutputBias,
+}
+
+/// `deepgen train vae`.
+#[derive(Debug)]
+pub struct VaeCommand;
+
+impl ModelCommand for VaeCommand {
+    type Model = Vae;
+    type Training = VaeTraining;
+    type Flags = TrainArgs;
+    const DESCRIPTION: &'static str = "a VAE";
+    const DEFAULTS: RunDefaults = DEFAULTS;
+
+    fn run_flags(flags: &TrainArgs) -> &RunFlags {
+        &flags.run
+    }
+
+    fn apply_flags(f: &TrainArgs, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
+        set(&mut c.architecture, f.arch);
+        set(&mut c.hidden_dim, f.hidden);
+        set(&mut c.latent_dim, f.latent);
+        set(&mut c.decoder, f.decoder);
+        set(&mut c.prior, f.prior);
+        set(&mut c.beta, f.beta);
+        set(&mut c.n_samples, f.samples);
+        set(&mut c.objective, f.iwae_k.map(|k| Objective::Iwae { k }));
+        set(&mut training.output_bias, f.output_bias);
+        Ok(c.validate()?)
+    }
+
+    fn prepare(trainer: Trainer<Vae>, training: &VaeTraining, train: &Tensor, test: Tensor) -> Result<Trainer<Vae>> {
+        if training.output_bias == OutputBias::Marginal {
+            trainer.model().decoder().init_output_bias(train)?;
         }
+        Ok(trainer.with_evaluation(move |vae, rng| Ok(vae.test_metrics(&test, EVAL_BATCH, rng)?)))
     }
 }
 
-/// `--kind` of `deepgen train ae`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AeKindArg {
-    /// Deterministic 784-H-Z-H-784 autoencoder.
-    Plain,
-    /// One linear map each way (learns the PCA subspace).
-    Linear,
-    /// Plain architecture with ReLU codes and a sparsity penalty.
-    Sparse,
+/// `value = Some(new)` replaces `value`.
+pub fn set<T>(value: &mut T, new: Option<T>) {
+    if let Some(new) = new {
+        *value = new;
+    }
 }
 
-/// `--penalty` of the sparse autoencoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PenaltyArg {
-    /// λ Σ |h_i|.
-    L1,
-    /// Σ (λ |h_i| − log(λ/2)), the Laplace prior of seed 004.
-    Laplace,
-}
-
-/// `--recon` of the autoencoders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReconArg {
-    /// ‖x − x̂‖² (seed 002).
-    SquaredError,
-    /// Binary cross-entropy with logits.
-    Bernoulli,
-}
-
-/// Flags of `deepgen train vae`.
-#[derive(Debug, Args)]
-pub struct TrainArgs {
-    /// Encoder and decoder networks.
-    #[arg(long, value_enum, default_value_t = ArchArg::Mlp)]
-    pub arch: ArchArg,
-    /// Hidden units H.
-    #[arg(long, value_name = "H", default_value_t = 400, value_parser = at_least_one)]
-    pub hidden: usize,
-    /// Latent dims Z (2 also draws the latent manifold).
-    #[arg(long, value_name = "Z", default_value_t = 20, value_parser = at_least_one)]
-    pub latent: usize,
-    /// Observation model p(x|z).
-    #[arg(long, value_enum, default_value_t = DecoderArg::Bernoulli)]
-    pub decoder: DecoderArg,
-    /// Prior p(z).
-    #[arg(long, value_enum, default_value_t = PriorArg::Standard)]
-    pub prior: PriorArg,
-    /// Weight β of the KL term (1: the ELBO).
-    #[arg(long, value_name = "B", default_value_t = 1.0, allow_hyphen_values = true, value_parser = non_negative_f64)]
-    pub beta: f64,
-    /// Samples L of z per example for the reconstruction term.
-    #[arg(long, value_name = "L", default_value_t = 1, value_parser = at_least_one)]
-    pub samples: usize,
-    /// Train on the IWAE bound with K importance samples instead of the ELBO.
-    #[arg(long, value_name = "K", value_parser = at_least_one)]
-    pub iwae_k: Option<usize>,
-    /// How the decoder's output bias starts: at the data's marginal, so the
-    /// first steps need not learn the mean image, or as PyTorch's nn.Linear.
-    #[arg(long, value_enum, default_value_t = OutputBiasArg::Marginal)]
-    pub output_bias: OutputBiasArg,
-    #[command(flatten)]
-    pub common: CommonTrainArgs,
-}
-
-/// Flags of `deepgen train ae`.
-#[derive(Debug, Args)]
-pub struct AeTrainArgs {
-    /// Which autoencoder.
-    #[arg(long, value_enum, default_value_t = AeKindArg::Plain)]
-    pub kind: AeKindArg,
-    /// Hidden units H (plain and sparse).
-    #[arg(long, value_name = "H", default_value_t = 400, value_parser = at_least_one)]
-    pub hidden: usize,
-    /// Code size Z.
-    #[arg(long, value_name = "Z", default_value_t = 20, value_parser = at_least_one)]
-    pub latent: usize,
-    /// Reconstruction term.
-    #[arg(long, value_enum, default_value_t = ReconArg::SquaredError)]
-    pub recon: ReconArg,
-    /// Sparsity penalty (sparse only).
-    #[arg(long, value_enum, default_value_t = PenaltyArg::L1)]
-    pub penalty: PenaltyArg,
-    /// λ of the sparsity penalty (sparse only).
-    #[arg(long, value_name = "λ", default_value_t = 0.1, allow_hyphen_values = true, value_parser = non_negative_f64)]
-    pub sparsity: f64,
-    #[command(flatten)]
-    pub common: CommonTrainArgs,
+impl Pictured for Vae {
+    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(Vae::reconstruct(self, xs)?)
+    }
+    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(Vae::generate(self, eps)?))
+    }
+    fn noise_dim(&self) -> usize {
+        self.config().latent_dim
+    }
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
+        Ok(Vae::interpolate(self, x_a, x_b, n_steps)?)
+    }
+    fn manifold(&self) -> Result<Option<Tensor>> {
+        Ok((self.noise_dim() == 2)
+            .then(|| Vae::manifold(self, MANIFOLD_SIDE))
+            .transpose()?)
+    }
 }
 
 /// Flags of `deepgen eval vae`.
-#[derive(Debug, Args)]
+#[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// Run directory of `deepgen train vae` (or its checkpoint file).
     #[arg(long, value_name = "DIR", default_value = "runs/vae-mnist")]
@@ -185,166 +149,14 @@ pub struct EvalArgs {
     pub eval: LikelihoodEvalArgs,
 }
 
-impl Pictured for VaeTrainer {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.vae().reconstruct(xs)?)
-    }
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(self.vae().generate(eps)?))
-    }
-    fn noise_dim(&self) -> usize {
-        self.vae().config().latent_dim
-    }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        Ok(self.vae().interpolate(x_a, x_b, n_steps)?)
-    }
-    fn manifold(&self) -> Result<Option<Tensor>> {
-        Ok((self.noise_dim() == 2)
-            .then(|| self.vae().manifold(MANIFOLD_SIDE))
-            .transpose()?)
-    }
-}
-
-impl Pictured for AeTrainer {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(self.model().reconstruct(xs)?)
-    }
-    fn generate(&self, _eps: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn noise_dim(&self) -> usize {
-        self.model().config().latent_dim
-    }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        Ok(self.model().interpolate(x_a, x_b, n_steps)?)
-    }
-    fn manifold(&self) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-}
-
-/// `deepgen train vae` and `deepgen train ae` once the options are checked:
-/// [`train_with_pictures`] with the model `M` of `config`, initialised from
-/// the training images when `init_from_data` ([`Trainer::init_from_data`]),
-/// its `config.toml` entries `entries` and the `headline` lines (given the
-/// run, the trainer, the data and the device).
-fn train_vae_family<M>(
-    run: TrainRun,
-    config: &M::Config,
-    init_from_data: bool,
-    mut entries: Vec<(&'static str, ConfigValue)>,
-    headline: impl FnOnce(&TrainRun, &Trainer<M>, &Mnist, &Device) -> Vec<String>,
-) -> Result<()>
-where
-    M: TrainableModel,
-    Trainer<M>: Pictured + TrainStep<Batch = Tensor>,
-{
-    train_with_pictures(run, |run, input| {
-        let mut trainer = Trainer::<M>::new(config, run.adam(), run.args.seed, &input.device)?
-            .with_test_set(input.test_images.clone(), EVAL_BATCH)?;
-        if init_from_data {
-            trainer.init_from_data(&input.data.train_images)?;
-        }
-        let headline = headline(run, &trainer, &input.data, &input.device);
-        entries.insert(0, (M::FAMILY, ConfigValue::Text(trainer.model().config().to_text())));
-        Ok(PicturedModel {
-            step: trainer,
-            config: entries,
-            headline,
-        })
-    })
-}
-
-/// The VAE configuration the flags describe.
-fn vae_config(args: &TrainArgs) -> Result<VaeConfig> {
-    let config = VaeConfig {
-        architecture: match args.arch {
-            ArchArg::Mlp => Architecture::Mlp,
-            ArchArg::Conv => Architecture::Conv,
-        },
-        hidden_dim: args.hidden,
-        latent_dim: args.latent,
-        decoder: match args.decoder {
-            DecoderArg::Bernoulli => DecoderKind::Bernoulli,
-            DecoderArg::Gaussian => DecoderKind::Gaussian,
-            DecoderArg::GaussianLearned => DecoderKind::GaussianLearned,
-        },
-        prior: match args.prior {
-            PriorArg::Standard => PriorKind::Standard,
-            PriorArg::Learned => PriorKind::Learned,
-        },
-        beta: args.beta,
-        n_samples: args.samples,
-        objective: args.iwae_k.map_or(Objective::Elbo, |k| Objective::Iwae { k }),
-        ..Default::default()
-    };
-    config.validate().context("invalid VAE options")?;
-    Ok(config)
-}
-
-/// `deepgen train vae`.
-pub fn train(args: TrainArgs) -> Result<()> {
-    let run = TrainRun::new(&args.common, Vae::FAMILY, VAE_DEFAULTS)?;
-    let config = vae_config(&args)?;
-    let output_bias = args.output_bias;
-    let entries = vec![("output_bias", ConfigValue::Text(output_bias.name().into()))];
-    let init_from_data = output_bias == OutputBiasArg::Marginal;
-    train_vae_family::<Vae>(run, &config, init_from_data, entries, |run, trainer, data, device| {
-        vec![
-            format!(
-                "training a VAE `{}` ({} parameters, output bias {}) {}",
-                config.to_text(),
-                parameter_count(trainer.varmap()),
-                output_bias.name(),
-                run.data_summary(data)
-            ),
-            run.schedule_summary(device),
-        ]
-    })
-}
-
-/// `deepgen train ae`.
-pub fn train_ae(args: AeTrainArgs) -> Result<()> {
-    let run = TrainRun::new(&args.common, Autoencoder::FAMILY, AE_DEFAULTS)?;
-    let config = AeConfig {
-        kind: match args.kind {
-            AeKindArg::Plain => AeKind::Plain,
-            AeKindArg::Linear => AeKind::Linear,
-            AeKindArg::Sparse => AeKind::Sparse,
-        },
-        hidden_dim: args.hidden,
-        latent_dim: args.latent,
-        reconstruction: match args.recon {
-            ReconArg::SquaredError => Reconstruction::SquaredError,
-            ReconArg::Bernoulli => Reconstruction::Bernoulli,
-        },
-        penalty: match args.penalty {
-            PenaltyArg::L1 => SparsityPenalty::L1,
-            PenaltyArg::Laplace => SparsityPenalty::LaplacePrior,
-        },
-        sparsity: args.sparsity,
-        ..Default::default()
-    };
-    config.validate().context("invalid autoencoder options")?;
-    train_vae_family::<Autoencoder>(run, &config, false, Vec::new(), |run, _trainer, data, device| {
-        vec![format!(
-            "training an autoencoder `{}` {}; {}",
-            config.to_text(),
-            run.data_summary(data),
-            run.schedule_summary(device)
-        )]
-    })
-}
-
 /// `deepgen eval vae`: the importance-sampled test log-likelihood and the ELBO.
-pub fn eval(args: EvalArgs) -> Result<()> {
+pub fn eval(args: &EvalArgs) -> Result<()> {
     let path = checkpoint_file(&args.checkpoint, "vae")?;
     let device = open_device(args.eval.device)?;
     let (model, _vars) =
         load_vae(&path, &device).with_context(|| format!("cannot load a VAE from `{}`", path.display()))?;
-    let eval = args
-        .eval
-        .start(&path, &format!("VAE `{}`", model.config().to_text()), &device)?;
+    let description = format!("VAE {}", config_json(model.config())?);
+    let eval = args.eval.start(&path, &description, &device)?;
     eval.log_likelihood(|xs, k, rng| Ok(model.importance_log_likelihood(xs, k, rng)?))?;
     let elbo = model.mean_loss(eval.images(), EVAL_BATCH, &mut eval.elbo_rng())?;
     eval.say_elbo(
@@ -352,4 +164,84 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         &format!("recon {:.4}, KL {:.4}", elbo.recon, elbo.kl),
     );
     Ok(())
+}
+
+/// Flags of `deepgen train ae`; each overrides `[model]` of `--config`.
+#[derive(Debug, clap::Args)]
+pub struct AeTrainArgs {
+    /// Which autoencoder: plain, linear (learns the PCA subspace) or sparse [default: plain].
+    #[arg(long)]
+    pub kind: Option<AeKind>,
+    /// Hidden units H (plain and sparse) [default: 400].
+    #[arg(long, value_name = "H", value_parser = at_least_one)]
+    pub hidden: Option<usize>,
+    /// Code size Z [default: 20].
+    #[arg(long, value_name = "Z", value_parser = at_least_one)]
+    pub latent: Option<usize>,
+    /// Reconstruction term: squared-error or bernoulli [default: squared-error].
+    #[arg(long)]
+    pub recon: Option<Reconstruction>,
+    /// Sparsity penalty (sparse only): l1 or laplace [default: l1].
+    #[arg(long)]
+    pub penalty: Option<SparsityPenalty>,
+    /// λ of the sparsity penalty (sparse only) [default: 0.1].
+    #[arg(long, value_name = "λ", allow_hyphen_values = true, value_parser = non_negative_f64)]
+    pub sparsity: Option<f64>,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// `deepgen train ae`.
+#[derive(Debug)]
+pub struct AeCommand;
+
+impl ModelCommand for AeCommand {
+    type Model = Autoencoder;
+    type Training = NoTraining;
+    type Flags = AeTrainArgs;
+    const DESCRIPTION: &'static str = "an autoencoder";
+    const DEFAULTS: RunDefaults = DEFAULTS;
+
+    fn run_flags(flags: &AeTrainArgs) -> &RunFlags {
+        &flags.run
+    }
+
+    fn apply_flags(f: &AeTrainArgs, c: &mut AeConfig, _: &mut NoTraining) -> Result<()> {
+        set(&mut c.kind, f.kind);
+        set(&mut c.hidden_dim, f.hidden);
+        set(&mut c.latent_dim, f.latent);
+        set(&mut c.reconstruction, f.recon);
+        set(&mut c.penalty, f.penalty);
+        set(&mut c.sparsity, f.sparsity);
+        Ok(c.validate()?)
+    }
+
+    fn prepare(
+        trainer: Trainer<Autoencoder>,
+        _: &NoTraining,
+        _: &Tensor,
+        test: Tensor,
+    ) -> Result<Trainer<Autoencoder>> {
+        Ok(trainer.with_evaluation(move |ae, _| Ok(ae.test_metrics(&test, EVAL_BATCH)?)))
+    }
+}
+
+/// An empty `[training]` table, for families without training options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoTraining {}
+
+impl Pictured for Autoencoder {
+    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(Autoencoder::reconstruct(self, xs)?)
+    }
+    fn generate(&self, _eps: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+    fn noise_dim(&self) -> usize {
+        self.config().latent_dim
+    }
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
+        Ok(Autoencoder::interpolate(self, x_a, x_b, n_steps)?)
+    }
 }

@@ -1,0 +1,688 @@
+//! One `deepgen train <model>` run from its flags to its last line: the
+//! settings (defaults < config file < flags), the run directory and its
+//! `config.toml`, the device and the data, core's loop with a line per epoch,
+//! the closing line. [`train`] is the whole of it for a model family that
+//! implements [`ModelCommand`].
+
+use crate::args::{DataArg, RunFlags};
+use crate::pictures::{EpochPictures, Pictured, final_pictures, say_pictures};
+use anyhow::{Context, Result, bail};
+use deepgen_core::candle::{Device, Tensor};
+use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
+use deepgen_core::{AdamConfig, DeviceChoice, TrainableModel, Trainer};
+use deepgen_data::{BatcherConfig, Dataset, ImageBatcher, Mnist};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The name of the run configuration file in a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Batch size of test-set evaluation.
+pub const EVAL_BATCH: usize = 128;
+
+/// A model's defaults for the settings that have none of their own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunDefaults {
+    /// Epochs.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+}
+
+/// The `[run]` table of `config.toml`: what every training run is made of.
+/// In a file every key is optional (the model's defaults fill the rest);
+/// unknown keys are errors.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunTable {
+    /// Data set.
+    pub data: Option<DataArg>,
+    /// Folder of its IDX files.
+    pub data_dir: Option<PathBuf>,
+    /// Epochs in all.
+    pub epochs: Option<usize>,
+    /// Training batch size.
+    pub batch_size: Option<usize>,
+    /// Adam's learning rate.
+    pub lr: Option<f64>,
+    /// Seed of every random draw.
+    pub seed: Option<u64>,
+    /// `cpu`, `cuda`, `cuda:N`, `metal` or `auto`.
+    pub device: Option<String>,
+}
+
+/// The resolved run settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    /// Data set.
+    pub data: DataArg,
+    /// Folder of its IDX files.
+    pub data_dir: PathBuf,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// The device asked for.
+    pub device: DeviceChoice,
+}
+
+impl RunSettings {
+    /// The file's table, then the flags over it, then `defaults` for what
+    /// neither says.
+    ///
+    /// # Errors
+    /// An invalid value in the file (a zero count, a bad device name).
+    fn resolve(file: &RunTable, flags: &RunFlags, defaults: RunDefaults) -> Result<Self> {
+        let data = flags.data.or(file.data).unwrap_or(DataArg::Mnist);
+        let device = match (&flags.device, &file.device) {
+            (Some(device), _) => *device,
+            (None, Some(text)) => text.parse().with_context(|| format!("run.device = `{text}`"))?,
+            (None, None) => DeviceChoice::Auto,
+        };
+        let settings = RunSettings {
+            data,
+            data_dir: data.dir(flags.data_dir.as_deref().or(file.data_dir.as_deref())),
+            epochs: flags.epochs.or(file.epochs).unwrap_or(defaults.epochs),
+            batch_size: flags.batch_size.or(file.batch_size).unwrap_or(defaults.batch_size),
+            lr: flags.lr.or(file.lr).unwrap_or(defaults.lr),
+            seed: flags.seed.or(file.seed).unwrap_or(0),
+            device,
+        };
+        for (name, value) in [("run.epochs", settings.epochs), ("run.batch_size", settings.batch_size)] {
+            if value == 0 {
+                bail!("{name} = 0: must be at least 1");
+            }
+        }
+        if !(settings.lr > 0.0 && settings.lr.is_finite()) {
+            bail!("run.lr = {}: must be a positive number", settings.lr);
+        }
+        Ok(settings)
+    }
+
+    /// The table written to `config.toml` (every key present).
+    fn table(&self) -> RunTable {
+        RunTable {
+            data: Some(self.data),
+            data_dir: Some(self.data_dir.clone()),
+            epochs: Some(self.epochs),
+            batch_size: Some(self.batch_size),
+            lr: Some(self.lr),
+            seed: Some(self.seed),
+            device: Some(self.device.to_string()),
+        }
+    }
+
+    /// The data set.
+    pub fn dataset(&self) -> Dataset {
+        self.data.dataset()
+    }
+}
+
+/// A run's `config.toml`: the family, `[run]`, `[model]` (the model's own
+/// configuration, as the library defines it) and `[training]` (the family's
+/// training options that are not part of the model).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile<C, T> {
+    /// `deepgen train <family>`.
+    pub family: String,
+    /// The run settings.
+    #[serde(default)]
+    pub run: RunTable,
+    /// The model's configuration (missing keys keep the model's defaults).
+    #[serde(default)]
+    pub model: C,
+    /// The family's training options.
+    #[serde(default)]
+    pub training: T,
+}
+
+impl<C: Serialize + DeserializeOwned + Default, T: Serialize + DeserializeOwned + Default> RunFile<C, T> {
+    /// Reads `path`; the family must be `family`.
+    ///
+    /// # Errors
+    /// A file that cannot be read, is not TOML, has an unknown key or a value
+    /// of the wrong type (toml names the key and the line), or is another
+    /// family's.
+    pub fn read(path: &Path, family: &str) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let file: Self = toml::from_str(&text).with_context(|| format!("invalid config file `{}`", path.display()))?;
+        if file.family != family {
+            bail!(
+                "`{}` configures a `{}` run, not a `{family}` run (use `deepgen train {}`)",
+                path.display(),
+                file.family,
+                file.family
+            );
+        }
+        Ok(file)
+    }
+
+    /// Writes the file atomically into `run_dir`, with a comment line first.
+    ///
+    /// # Errors
+    /// A value TOML cannot hold; the file system.
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let body = toml::to_string(self).context("cannot write the run configuration as TOML")?;
+        let text = format!(
+            "# deepgen {} run configuration, written by `deepgen train {}`;\n\
+             # `deepgen train {} --config <this file> --out DIR` repeats the run.\n{body}",
+            env!("CARGO_PKG_VERSION"),
+            self.family,
+            self.family
+        );
+        let path = run_dir.join(CONFIG_FILE);
+        deepgen_core::checkpoint::write_atomic(&path, text.as_bytes())
+            .with_context(|| format!("cannot write `{}`", path.display()))
+    }
+}
+
+/// The base configuration of a run: `--config`, or with `--resume` the run's
+/// own `config.toml`, or nothing (defaults).
+fn base_file<C, T>(flags: &RunFlags, run_dir: Option<&Path>, family: &str) -> Result<RunFile<C, T>>
+where
+    C: Serialize + DeserializeOwned + Default,
+    T: Serialize + DeserializeOwned + Default,
+{
+    let own = run_dir
+        .map(|dir| dir.join(CONFIG_FILE))
+        .filter(|p| flags.resume && p.is_file());
+    match flags.config.as_ref().or(own.as_ref()) {
+        Some(path) => RunFile::read(path, family),
+        None => Ok(RunFile {
+            family: family.to_string(),
+            run: RunTable::default(),
+            model: C::default(),
+            training: T::default(),
+        }),
+    }
+}
+
+/// One training run: its settings, directory and clock.
+#[derive(Debug)]
+pub struct TrainRun {
+    /// The resolved settings.
+    pub settings: RunSettings,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Continue from the checkpoint.
+    pub resume: bool,
+    /// No progress bar, no per-epoch lines.
+    pub quiet: bool,
+    started: Instant,
+}
+
+impl TrainRun {
+    /// Reads the base configuration (see `--config`), resolves the settings
+    /// for `family` with `defaults`, and refuses a run directory in the wrong
+    /// state; returns the run and the file's `[model]` and `[training]`
+    /// tables for the family to apply its flags to.
+    ///
+    /// # Errors
+    /// A bad config file; a trained run without `--resume`, or `--resume`
+    /// without a checkpoint.
+    pub fn start<C, T>(flags: &RunFlags, family: &str, defaults: RunDefaults) -> Result<(Self, C, T)>
+    where
+        C: Serialize + DeserializeOwned + Default,
+        T: Serialize + DeserializeOwned + Default,
+    {
+        let file: RunFile<C, T> = base_file(flags, flags.out.as_deref(), family)?;
+        let settings = RunSettings::resolve(&file.run, flags, defaults).with_context(|| match &flags.config {
+            Some(path) => format!("invalid settings (from `{}` and the flags)", path.display()),
+            None => "invalid settings".to_string(),
+        })?;
+        let run_dir = flags
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(format!("{family}-{}", settings.dataset().name())));
+        check_run_dir(&run_dir, flags.resume)?;
+        let run = TrainRun {
+            settings,
+            run_dir,
+            resume: flags.resume,
+            quiet: flags.quiet,
+            started: Instant::now(),
+        };
+        Ok((run, file.model, file.training))
+    }
+
+    /// Opens the device.
+    ///
+    /// # Errors
+    /// When this build or machine lacks it (the message says how to get it).
+    pub fn open_device(&self) -> Result<Device> {
+        open_device(self.settings.device)
+    }
+
+    /// Loads the data set.
+    ///
+    /// # Errors
+    /// As [`load_dataset`].
+    pub fn load_data(&self) -> Result<Mnist> {
+        load_dataset(self.settings.dataset(), &self.settings.data_dir)
+    }
+
+    /// Adam with the run's learning rate and otherwise its defaults.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.settings.lr,
+            ..Default::default()
+        }
+    }
+
+    /// Creates the run directory and writes its `config.toml` (a resumed
+    /// run's is written by [`TrainRun::fit`] once the checkpoint has accepted
+    /// the settings).
+    ///
+    /// # Errors
+    /// The file system.
+    pub fn create_run_dir<C: Serialize + DeserializeOwned + Default, T: Serialize + DeserializeOwned + Default>(
+        &self,
+        file: &RunFile<C, T>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(&self.run_dir)
+            .with_context(|| format!("cannot create `{}`", self.run_dir.display()))?;
+        if !self.resume {
+            file.write(&self.run_dir)?;
+        }
+        Ok(())
+    }
+
+    /// The `config.toml` of this run with the family's tables.
+    pub fn file<C, T>(&self, family: &str, model: C, training: T) -> RunFile<C, T> {
+        RunFile {
+            family: family.to_string(),
+            run: self.settings.table(),
+            model,
+            training,
+        }
+    }
+
+    /// `on mnist (60000 train / 10000 test images)`.
+    pub fn data_summary(&self, data: &Mnist) -> String {
+        format!(
+            "on {} ({} train / {} test images)",
+            self.settings.dataset(),
+            data.n_train(),
+            data.n_test()
+        )
+    }
+
+    /// `10 epochs, batch 128, Adam lr 0.001, seed 0, device cpu; run
+    /// directory `runs/vae-mnist`` (and ` (resuming)`).
+    pub fn schedule_summary(&self, device: &Device) -> String {
+        format!(
+            "{} epochs, batch {}, Adam lr {}, seed {}, device {}; run directory `{}`{}",
+            self.settings.epochs,
+            self.settings.batch_size,
+            self.settings.lr,
+            self.settings.seed,
+            device_name(device),
+            self.run_dir.display(),
+            if self.resume { " (resuming)" } else { "" },
+        )
+    }
+
+    /// Prints a line about the run, unless `--quiet`.
+    pub fn announce(&self, line: &str) {
+        if !self.quiet {
+            say(line);
+        }
+    }
+
+    /// Trains `step` on `data` through core's loop, with a line per epoch
+    /// unless `--quiet` and `after_epoch` after each; then writes a resumed
+    /// run's `config.toml`. Returns the epochs' records, or `None` after
+    /// saying so when the run had already reached its epochs.
+    ///
+    /// # Errors
+    /// The loop's errors (a NaN, a checkpoint that does not fit); the config
+    /// file.
+    pub fn fit<S, D, C, T>(
+        &mut self,
+        step: &mut S,
+        data: &mut D,
+        file: &RunFile<C, T>,
+        mut after_epoch: impl FnMut(&EpochRecord, &S) -> Result<()>,
+    ) -> Result<Option<Vec<EpochRecord>>>
+    where
+        S: TrainStep,
+        D: BatchSource<Batch = S::Batch>,
+        C: Serialize + DeserializeOwned + Default,
+        T: Serialize + DeserializeOwned + Default,
+    {
+        self.started = Instant::now();
+        let (quiet, epochs) = (self.quiet, self.settings.epochs);
+        let config = TrainConfig {
+            epochs,
+            seed: self.settings.seed,
+            run_dir: Some(self.run_dir.clone()),
+            resume: self.resume,
+            progress: !quiet,
+        };
+        let records = fit(&config, step, data, |record, step| {
+            if !quiet {
+                say(&epoch_line(record, epochs));
+            }
+            after_epoch(record, step).map_err(|e| deepgen_core::Error::External(e.into()))
+        })?;
+        if self.resume {
+            file.write(&self.run_dir)?;
+        }
+        if records.is_empty() {
+            say(&format!(
+                "nothing to do: `{}` has already been trained for {epochs} epochs (raise --epochs to continue)",
+                self.run_dir.display(),
+            ));
+            return Ok(None);
+        }
+        Ok(Some(records))
+    }
+
+    /// The closing line: `done: N epochs in T s{summary}; ` and the run's
+    /// files, then `more_files`.
+    pub fn say_done(&self, records: &[EpochRecord], summary: &str, more_files: &[PathBuf]) {
+        let files: Vec<String> = [METRICS_FILE, CHECKPOINT_FILE, CONFIG_FILE]
+            .iter()
+            .map(|file| self.run_dir.join(file))
+            .chain(more_files.iter().cloned())
+            .map(|path| format!("`{}`", path.display()))
+            .collect();
+        say(&format!(
+            "done: {} epochs in {:.1} s{summary}; {}",
+            records.len(),
+            self.started.elapsed().as_secs_f64(),
+            files.join(", ")
+        ));
+    }
+}
+
+/// Refuses to overwrite a finished or interrupted run without `--resume`,
+/// and to resume a run that is not there.
+fn check_run_dir(run_dir: &Path, resume: bool) -> Result<()> {
+    match (resume, run_dir.join(CHECKPOINT_FILE).exists()) {
+        (false, true) => bail!(
+            "`{}` already holds a trained run; pass --resume to continue it, or --out DIR for a new run",
+            run_dir.display()
+        ),
+        (true, false) => bail!(
+            "cannot resume: `{}` holds no checkpoint (train without --resume first)",
+            run_dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A generative model family's `deepgen train <family>` (and `sample`): its
+/// flags and how they change its configuration, what it does with the data
+/// before training, and its evaluation. [`train`] does the rest.
+pub trait ModelCommand {
+    /// The model, trained on batches of images `[batch, D]`.
+    type Model: TrainableModel<Batch = Tensor, Config: Default> + Pictured + 'static;
+    /// The family's training options outside the model's configuration
+    /// (the `[training]` table of `config.toml`).
+    type Training: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug;
+    /// The family's own flags (with [`RunFlags`] flattened in).
+    type Flags: clap::Args + std::fmt::Debug;
+    /// `a VAE`, for the headline.
+    const DESCRIPTION: &'static str;
+    /// Epochs, batch size and learning rate when nothing says otherwise.
+    const DEFAULTS: RunDefaults;
+
+    /// The common flags inside the family's.
+    fn run_flags(flags: &Self::Flags) -> &RunFlags;
+
+    /// Writes the flags given onto the configuration and training options
+    /// read from a file (or the defaults), then validates them.
+    ///
+    /// # Errors
+    /// An invalid combination; the library's `validate()`.
+    fn apply_flags(
+        flags: &Self::Flags,
+        config: &mut <Self::Model as TrainableModel>::Config,
+        training: &mut Self::Training,
+    ) -> Result<()>;
+
+    /// Before the first step: data-dependent initialisation and the
+    /// end-of-epoch evaluation on the test images.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn prepare(
+        trainer: Trainer<Self::Model>,
+        training: &Self::Training,
+        train_images: &Tensor,
+        test_images: Tensor,
+    ) -> Result<Trainer<Self::Model>>;
+
+    /// A warning to print before training, if the settings deserve one.
+    fn warning(_config: &<Self::Model as TrainableModel>::Config, _settings: &RunSettings) -> Option<String> {
+        None
+    }
+}
+
+/// `deepgen train <family>`: settings, model, run directory, core's loop with
+/// pictures after every epoch, the end-of-run pictures and the closing line.
+///
+/// # Errors
+/// Bad settings, missing data, a run directory in the wrong state, the
+/// model's and the loop's errors, pictures that cannot be written.
+pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
+    let family = <C::Model as TrainableModel>::FAMILY;
+    let run_flags = C::run_flags(flags);
+    let (mut run, mut config, mut training) = TrainRun::start::<_, C::Training>(run_flags, family, C::DEFAULTS)?;
+    C::apply_flags(flags, &mut config, &mut training).with_context(|| match &run_flags.config {
+        Some(path) => format!("invalid {family} options (from `{}` and the flags)", path.display()),
+        None => format!("invalid {family} options"),
+    })?;
+    if let Some(warning) = C::warning(&config, &run.settings) {
+        eprintln!("warning: {warning}");
+    }
+    let device = run.open_device()?;
+    let data = run.load_data()?;
+    let test_images = data.test_images.to_device(&device)?;
+    let batcher_config = BatcherConfig {
+        batch_size: run.settings.batch_size,
+        ..Default::default()
+    };
+    let mut batches = ImageBatcher::new(&data.train_images, batcher_config, &device)?;
+    let trainer = Trainer::<C::Model>::new(&config, run.adam(), run.settings.seed, &device)?;
+    let mut trainer = C::prepare(trainer, &training, &data.train_images, test_images.clone())?;
+    let mut pictures = EpochPictures::new(trainer.model(), &run.run_dir, &test_images, run.settings.seed)?;
+
+    let file = run.file(family, config.clone(), training);
+    run.create_run_dir(&file)?;
+    run.announce(&format!(
+        "training {} ({} parameters) {}",
+        C::DESCRIPTION,
+        group_thousands(trainer.parameter_count()),
+        run.data_summary(&data)
+    ));
+    run.announce(&format!(
+        "model {}; training {}",
+        deepgen_core::trainer::config_json(&config)?,
+        deepgen_core::trainer::config_json(&file.training)?
+    ));
+    run.announce(&run.schedule_summary(&device));
+    let Some(records) = run.fit(&mut trainer, &mut batches, &file, |record, trainer| {
+        pictures.save(trainer.model(), record.epoch)
+    })?
+    else {
+        return Ok(());
+    };
+    let written = final_pictures(&run.run_dir, &test_images, trainer.model())?;
+    run.say_done(&records, &done_summary(&records), &[]);
+    say_pictures(&written);
+    Ok(())
+}
+
+/// `(1.23 s of training per epoch), test loss 101.2345 nats` for the closing
+/// line.
+fn done_summary(records: &[EpochRecord]) -> String {
+    let mean_train = records.iter().map(|r| r.train_seconds).sum::<f64>() / records.len().max(1) as f64;
+    let test = records
+        .last()
+        .and_then(|r| r.eval.get("test_loss"))
+        .map_or_else(String::new, |t| format!(", test loss {t:.4}"));
+    format!(" ({mean_train:.2} s of training per epoch){test}")
+}
+
+/// The checkpoint file named by an eval or sample command's flag: a run
+/// directory of `deepgen train <family>` or the checkpoint file itself.
+///
+/// # Errors
+/// When the directory holds no checkpoint or the path does not exist; the
+/// message says how to make one.
+pub fn checkpoint_file(arg: &Path, family: &str) -> Result<PathBuf> {
+    if arg.is_dir() {
+        let path = arg.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            bail!(
+                "`{}` holds no {CHECKPOINT_FILE}; is it the run directory of `deepgen train {family}`?",
+                arg.display()
+            );
+        }
+        Ok(path)
+    } else if arg.is_file() {
+        Ok(arg.to_path_buf())
+    } else {
+        bail!(
+            "run directory `{}` does not exist (train one with `deepgen train {family} --out {}`)",
+            arg.display(),
+            arg.display()
+        )
+    }
+}
+
+/// Opens the device.
+///
+/// # Errors
+/// When this build or machine lacks it (the message says how to get it).
+pub fn open_device(choice: DeviceChoice) -> Result<Device> {
+    choice
+        .device()
+        .with_context(|| format!("cannot open device `{choice}`"))
+}
+
+/// A short name of an opened device: `cpu`, `cuda`, `metal`.
+pub fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else if device.is_metal() {
+        "metal"
+    } else {
+        "cpu"
+    }
+}
+
+/// Loads MNIST or Fashion-MNIST from `dir`; a missing file is an error that
+/// names it and the `cargo xtask fetch-mnist` command that gets it.
+///
+/// # Errors
+/// Any loading error of the data crate, with the folder in its context.
+pub fn load_dataset(dataset: Dataset, dir: &Path) -> Result<Mnist> {
+    dataset
+        .load(dir)
+        .with_context(|| format!("cannot load {dataset} from `{}`", dir.display()))
+}
+
+/// One line per epoch: `epoch 3/10  train_loss 0.0412  …  test_accuracy 99.12 %  (41.2 s)`.
+/// Accuracies are printed as percentages.
+pub fn epoch_line(record: &EpochRecord, epochs: usize) -> String {
+    let mut line = format!(
+        "epoch {:>width$}/{epochs}",
+        record.epoch,
+        width = epochs.to_string().len()
+    );
+    for (name, value) in record.train.iter().chain(record.eval.iter()) {
+        if name.ends_with("accuracy") {
+            line.push_str(&format!("  {name} {:.2} %", 100.0 * value));
+        } else {
+            line.push_str(&format!("  {name} {value:.4}"));
+        }
+    }
+    line.push_str(&format!("  ({:.1} s)", record.train_seconds));
+    line
+}
+
+/// Writes a line to stdout; a closed pipe (`deepgen … | head`) is not an
+/// error worth stopping a training run for, so write errors are ignored.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// `1663370` → `1,663,370`.
+pub fn group_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deepgen_core::train::Metrics;
+
+    #[test]
+    fn epoch_lines_read_well() {
+        let record = EpochRecord {
+            epoch: 3,
+            train: Metrics::new()
+                .with("train_loss", 0.04123)
+                .with("train_accuracy", 0.98765),
+            eval: Metrics::new().with("test_accuracy", 0.9912),
+            train_seconds: 41.23,
+        };
+        assert_eq!(
+            epoch_line(&record, 10),
+            "epoch  3/10  train_loss 0.0412  train_accuracy 98.77 %  test_accuracy 99.12 %  (41.2 s)"
+        );
+        assert_eq!(group_thousands(1_663_370), "1,663,370");
+        assert_eq!(group_thousands(12), "12");
+    }
+
+    #[test]
+    fn settings_come_from_defaults_then_file_then_flags() -> Result<()> {
+        let defaults = RunDefaults {
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+        };
+        let file = RunTable {
+            epochs: Some(3),
+            seed: Some(7),
+            device: Some("cpu".into()),
+            ..Default::default()
+        };
+        let flags = RunFlags {
+            seed: Some(9),
+            ..Default::default()
+        };
+        let settings = RunSettings::resolve(&file, &flags, defaults)?;
+        assert_eq!((settings.epochs, settings.batch_size, settings.seed), (3, 128, 9));
+        assert_eq!(settings.device, DeviceChoice::Cpu);
+        let zero = RunTable {
+            batch_size: Some(0),
+            ..Default::default()
+        };
+        let err = RunSettings::resolve(&zero, &RunFlags::default(), defaults)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("run.batch_size = 0: must be at least 1"));
+        Ok(())
+    }
+}
