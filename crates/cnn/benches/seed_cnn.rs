@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 
-use deepgen_cnn::{ClassifierConfig, Spec};
+use deepgen_cnn::Spec;
 use deepgen_core::candle::{DType, Device, Module, Tensor, Var};
 use deepgen_core::candle_nn::VarMap;
 use deepgen_core::rng::{randn, rng_from_seed};
@@ -64,7 +64,7 @@ fn main() -> Result<()> {
     let images = randn(&mut rng, (BATCH, 3, 128, 128), &device)?;
     let labels = Tensor::from_vec((0..BATCH as u32).map(|i| i % 3).collect::<Vec<_>>(), BATCH, &device)?;
 
-    let mut classifier = deepgen_cnn::Classifier::new(&spec, ClassifierConfig::default(), 0, &device)?;
+    let mut classifier = deepgen_cnn::Classifier::new(&spec, AdamConfig::default(), 0, &device)?;
     let batch = (images.clone(), labels.clone());
     let seconds = median_seconds(|| {
         black_box(classifier.train_step(&batch, &StepCtx::default(), &mut rng)?);

@@ -1,15 +1,15 @@
-//! The MNIST classifier: training through core's loop, and the evaluator of
-//! generated digits built from a trained run.
+//! The MNIST classifier: a [`Cnn`] trained by deepgen-core's [`Trainer`],
+//! and the evaluator of generated digits built from a trained run.
 //!
-//! [`Classifier`] implements [`TrainStep`] on batches `(images, labels)`:
+//! [`Cnn`] is a [`TrainableModel`] on batches `(images, labels)`:
 //! cross-entropy of the spec's logits (`−log softmax(logits)[label]`, mean
-//! over the batch), one Adam step, and at the end of each epoch `test_loss`
-//! and `test_accuracy` on the test set. Its checkpoint holds the parameters
-//! (`model.layers.<position>.…`), Adam's moments and, as metadata, the spec.
+//! over the batch) and one Adam step; [`Cnn::test_metrics`] gives
+//! `test_loss` and `test_accuracy`. Its configuration is the spec itself, so
+//! the checkpoint (`model.layers.<position>.…`, Adam's moments, metadata
+//! `deepgen.model = cnn` and the spec) describes its run.
 //!
-//! A run directory holds `spec.txt` ([`SPEC_FILE`]), core's
-//! `checkpoint.safetensors` and `metrics.csv`. [`Evaluator::load`] rebuilds the
-//! network from the first two; [`Evaluator::evaluate`] turns a batch of images
+//! [`Evaluator::load`] rebuilds the network from a run directory's
+//! `checkpoint.safetensors`; [`Evaluator::evaluate`] turns a batch of images
 //! (`[N, 1, 28, 28]` or `[N, 784]`, values in `[0, 1]` like the training data)
 //! into the histogram of predicted classes and the mean max-softmax
 //! confidence, which is how the GAN, VAE and diffusion crates judge their
@@ -19,9 +19,9 @@ use crate::model::{Cnn, cnn};
 use crate::spec::{Dims, Spec};
 use crate::{Error, Result};
 use candle::{D, DType, Device, Module, Tensor};
-use candle_nn::VarMap;
-use deepgen_core::train::{CHECKPOINT_FILE, Metrics, StepCtx, TrainStep, batch_ranges};
-use deepgen_core::{Adam, AdamConfig, Checkpoint, StdRng, seeded_var_builder};
+use candle_nn::VarBuilder;
+use deepgen_core::train::{Metrics, StepCtx, batch_ranges};
+use deepgen_core::{Optimizers, StdRng, TrainableModel, Trainer, load_model};
 use std::path::Path;
 
 /// The default MNIST network, LeNet-class: two 5×5 convolutions (32 and 64
@@ -30,58 +30,8 @@ use std::path::Path;
 /// examples); 1,663,370 parameters.
 pub const DEFAULT_MNIST_SPEC: &str = "INPUT-28x28x1 CONV-5-32-p2 POOL-2 CONV-5-64-p2 POOL-2 FLATTEN FC-512 FC-10";
 
-/// The file in a run directory that holds the spec, one line.
-pub const SPEC_FILE: &str = "spec.txt";
-
-/// Checkpoint metadata key of the spec the parameters belong to.
-const SPEC_KEY: &str = "deepgen.cnn.spec";
-/// Checkpoint prefix of the parameters.
-const MODEL_PREFIX: &str = "model.";
-/// Checkpoint prefix of the optimizer state.
-const OPTIM_PREFIX: &str = "optim.";
-
-/// Training settings of [`Classifier`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClassifierConfig {
-    /// Adam's learning rate (PyTorch's default, 1e-3).
-    pub lr: f64,
-    /// Examples per forward pass when evaluating (memory only, not results;
-    /// 1000).
-    pub eval_batch_size: usize,
-}
-
-impl Default for ClassifierConfig {
-    fn default() -> Self {
-        ClassifierConfig {
-            lr: 1e-3,
-            eval_batch_size: 1000,
-        }
-    }
-}
-
-impl ClassifierConfig {
-    /// Checks every field's range.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] naming the field.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::InvalidConfig {
-                name: "lr",
-                value: self.lr.to_string(),
-                reason: "must be positive and finite".into(),
-            });
-        }
-        if self.eval_batch_size == 0 {
-            return Err(Error::InvalidConfig {
-                name: "eval_batch_size",
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
-    }
-}
+/// Examples per forward pass when evaluating (memory only, not results).
+pub const EVAL_BATCH: usize = 1000;
 
 /// The number of classes of a classifier spec: its output must be a vector
 /// of at least two logits.
@@ -133,58 +83,51 @@ fn evaluate_on(model: &Cnn, images: &Tensor, labels: &Tensor, batch_size: usize)
 }
 
 /// A classifier being trained: the network, its variables and Adam.
-pub struct Classifier {
-    varmap: VarMap,
-    model: Cnn,
-    opt: Adam,
-    config: ClassifierConfig,
-    test_set: Option<(Tensor, Tensor)>,
-}
+pub type Classifier = Trainer<Cnn>;
 
-impl std::fmt::Debug for Classifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Classifier")
-            .field("spec", &self.model.spec().to_string())
-            .field("config", &self.config)
-            .field("steps", &self.opt.step_count())
-            .finish_non_exhaustive()
-    }
-}
+impl TrainableModel for Cnn {
+    type Config = Spec;
+    type Batch = (Tensor, Tensor);
+    const FAMILY: &'static str = "cnn";
 
-impl Classifier {
-    /// A freshly initialised classifier of `spec` on `device`, its weights
-    /// drawn from `seed`.
-    ///
-    /// # Errors
-    /// The spec's table errors; [`Error::InvalidConfig`] if it does not end
-    /// in at least two logits or `config` is out of range.
-    pub fn new(spec: &Spec, config: ClassifierConfig, seed: u64, device: &Device) -> Result<Self> {
-        config.validate()?;
+    /// The network of `spec`, which must end in at least two logits.
+    fn build(spec: &Spec, vb: VarBuilder) -> deepgen_core::Result<Self> {
         n_classes(spec)?;
-        let varmap = VarMap::new();
-        let model = cnn(spec, seeded_var_builder(&varmap, seed, DType::F32, device))?;
-        let opt = Adam::new(
-            &varmap,
-            AdamConfig {
-                lr: config.lr,
-                ..Default::default()
-            },
-        )?;
-        Ok(Classifier {
-            varmap,
-            model,
-            opt,
-            config,
-            test_set: None,
-        })
+        Ok(cnn(spec, vb)?)
     }
 
-    /// Evaluates on `images` (`[N, …]`, any layout [`Cnn::prepare_input`]
-    /// takes) and `labels` (`[N]`, `u32`) at the end of every epoch.
+    fn config(&self) -> &Spec {
+        self.spec()
+    }
+
+    /// One Adam step on the mean cross-entropy; `train_loss` and
+    /// `train_accuracy`, weighted by the batch size.
+    fn train_step(
+        &self,
+        (images, labels): &(Tensor, Tensor),
+        _ctx: &StepCtx,
+        optimizers: &mut Optimizers,
+        _rng: &mut StdRng,
+    ) -> deepgen_core::Result<Metrics> {
+        let (loss, correct) = cross_entropy_and_correct(&self.forward(images)?, labels)?;
+        optimizers.minimise(&loss)?;
+        let n = images.dim(0)?;
+        Ok(Metrics::new()
+            .with("train_loss", loss.to_scalar::<f32>()? as f64)
+            .with("train_accuracy", correct as f64 / n as f64)
+            .weighted(n as f64))
+    }
+}
+
+impl Cnn {
+    /// `test_loss` (mean cross-entropy, nats) and `test_accuracy` on
+    /// `images` (`[N, …]`, any layout [`Cnn::prepare_input`] takes) and
+    /// `labels` (`[N]`).
     ///
     /// # Errors
-    /// [`Error::BadShape`] when the counts differ.
-    pub fn with_test_set(mut self, images: &Tensor, labels: &Tensor) -> Result<Self> {
+    /// [`Error::BadShape`] when the counts differ; Candle errors for shapes
+    /// that do not fit the network.
+    pub fn test_metrics(&self, images: &Tensor, labels: &Tensor) -> Result<Metrics> {
         let n = images.dims().first().copied().unwrap_or(0);
         if labels.dims() != [n] {
             return Err(Error::BadShape {
@@ -193,119 +136,9 @@ impl Classifier {
                 expected: format!("[{n}], one per test image"),
             });
         }
-        self.test_set = Some((images.clone(), labels.to_dtype(DType::U32)?));
-        Ok(self)
-    }
-
-    /// The network.
-    pub fn model(&self) -> &Cnn {
-        &self.model
-    }
-
-    /// Its variables.
-    pub fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &ClassifierConfig {
-        &self.config
-    }
-
-    /// Mean cross-entropy (nats) and accuracy on `images` / `labels`.
-    ///
-    /// # Errors
-    /// A Candle error for shapes that do not fit the network.
-    pub fn evaluate(&self, images: &Tensor, labels: &Tensor) -> Result<(f64, f64)> {
-        evaluate_on(
-            &self.model,
-            images,
-            &labels.to_dtype(DType::U32)?,
-            self.config.eval_batch_size,
-        )
-    }
-}
-
-impl TrainStep for Classifier {
-    type Batch = (Tensor, Tensor);
-
-    fn train_step(
-        &mut self,
-        (images, labels): &(Tensor, Tensor),
-        _ctx: &StepCtx,
-        _rng: &mut StdRng,
-    ) -> deepgen_core::Result<Metrics> {
-        let logits = self.model.forward(images)?;
-        let (loss, correct) = cross_entropy_and_correct(&logits, labels)?;
-        self.opt.backward_step(&loss)?;
-        let n = images.dim(0)?;
-        Ok(Metrics::new()
-            .with("train_loss", loss.to_scalar::<f32>()? as f64)
-            .with("train_accuracy", correct as f64 / n as f64)
-            .weighted(n as f64))
-    }
-
-    fn end_epoch(&mut self, _epoch: usize, _rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
-        let Some((images, labels)) = &self.test_set else {
-            return Ok(Metrics::new());
-        };
-        let (loss, accuracy) = evaluate_on(&self.model, images, labels, self.config.eval_batch_size)?;
+        let (loss, accuracy) = evaluate_on(self, images, &labels.to_dtype(DType::U32)?, EVAL_BATCH)?;
         Ok(Metrics::new().with("test_loss", loss).with("test_accuracy", accuracy))
     }
-
-    fn save_state(&self, checkpoint: &mut Checkpoint) -> deepgen_core::Result<()> {
-        checkpoint.add_varmap(MODEL_PREFIX, &self.varmap)?;
-        self.opt.save_state(OPTIM_PREFIX, checkpoint);
-        checkpoint
-            .metadata
-            .insert(SPEC_KEY.into(), self.model.spec().to_string());
-        Ok(())
-    }
-
-    fn load_state(&mut self, checkpoint: &Checkpoint, path: &Path) -> deepgen_core::Result<()> {
-        check_checkpoint_spec(checkpoint, self.model.spec(), path)?;
-        checkpoint.load_varmap(MODEL_PREFIX, &self.varmap, path)?;
-        self.opt.load_state(OPTIM_PREFIX, checkpoint, path)
-    }
-}
-
-/// Fails unless the checkpoint records `spec` (or records no spec at all).
-fn check_checkpoint_spec(checkpoint: &Checkpoint, spec: &Spec, path: &Path) -> deepgen_core::Result<()> {
-    match checkpoint.metadata.get(SPEC_KEY) {
-        Some(stored) if *stored != spec.to_string() => Err(deepgen_core::Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("it holds the network `{stored}`, not `{spec}`"),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `spec` to `run_dir/spec.txt` (atomically) so that the run can be
-/// loaded by [`Evaluator::load`].
-///
-/// # Errors
-/// An I/O error naming the file.
-pub fn save_spec(run_dir: &Path, spec: &Spec) -> Result<()> {
-    let path = run_dir.join(SPEC_FILE);
-    deepgen_core::checkpoint::write_atomic(&path, format!("{spec}\n").as_bytes())?;
-    Ok(())
-}
-
-/// Reads the spec of a run directory (`spec.txt`).
-///
-/// # Errors
-/// [`Error::Run`] when the file is missing or unreadable, and the parse
-/// errors of [`Spec::parse`].
-pub fn load_spec(run_dir: &Path) -> Result<Spec> {
-    let path = run_dir.join(SPEC_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Run {
-        dir: run_dir.to_path_buf(),
-        reason: format!(
-            "cannot read `{}`: {e} (is it a `deepgen train cnn` run?)",
-            path.display()
-        ),
-    })?;
-    Spec::parse(&text)
 }
 
 /// What a trained classifier says about a batch of images.
@@ -363,31 +196,18 @@ impl Evaluator {
         Ok(Evaluator {
             model,
             n_classes,
-            batch_size: ClassifierConfig::default().eval_batch_size,
+            batch_size: EVAL_BATCH,
         })
     }
 
-    /// Loads the classifier trained in `run_dir` (`spec.txt` and
-    /// `checkpoint.safetensors`) onto `device`.
+    /// Loads the classifier trained in `run_dir` (or its checkpoint file)
+    /// onto `device`.
     ///
     /// # Errors
-    /// [`Error::Run`] for a missing file; [`Error::Core`] with a checkpoint
-    /// error naming the tensor when the checkpoint belongs to another
-    /// network (another spec, or another model altogether).
+    /// [`Error::Core`] with a checkpoint error: a missing file, another
+    /// model's checkpoint, tensors that do not fit the stored spec.
     pub fn load(run_dir: &Path, device: &Device) -> Result<Self> {
-        let spec = load_spec(run_dir)?;
-        let path = run_dir.join(CHECKPOINT_FILE);
-        if !path.is_file() {
-            return Err(Error::Run {
-                dir: run_dir.to_path_buf(),
-                reason: format!("no checkpoint `{}`; train it first", path.display()),
-            });
-        }
-        let checkpoint = Checkpoint::load(&path, device)?;
-        check_checkpoint_spec(&checkpoint, &spec, &path)?;
-        let varmap = VarMap::new();
-        let model = cnn(&spec, seeded_var_builder(&varmap, 0, DType::F32, device))?;
-        checkpoint.load_varmap(MODEL_PREFIX, &varmap, &path)?;
+        let (model, _vars) = load_model::<Cnn>(run_dir, device)?;
         Evaluator::new(model)
     }
 
@@ -489,7 +309,8 @@ impl Evaluator {
 mod tests {
     use super::*;
     use deepgen_core::rng::{rand_uniform, rng_from_seed};
-    use deepgen_core::train::{BatchSource, TrainConfig, fit};
+    use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, TrainConfig, fit};
+    use deepgen_core::{AdamConfig, Checkpoint, TrainStep};
 
     /// A 4-class problem on 6×6 single-channel images: class `c` lights up
     /// quadrant `c` (value 1 plus noise in [0, 0.3]) on a background of noise
@@ -535,19 +356,20 @@ mod tests {
         }
     }
 
-    fn train(
+    fn train_spec(
+        spec: &str,
         run_dir: Option<&Path>,
         epochs: usize,
         resume: bool,
-    ) -> Result<(Classifier, Vec<deepgen_core::EpochRecord>)> {
+    ) -> deepgen_core::Result<(Classifier, Vec<deepgen_core::EpochRecord>)> {
         let (train_x, train_y) = quadrants(256, 1)?;
         let (test_x, test_y) = quadrants(64, 2)?;
-        let spec = Spec::parse(TINY_SPEC)?;
-        let config = ClassifierConfig {
+        let adam = AdamConfig {
             lr: 1e-2,
             ..Default::default()
         };
-        let mut classifier = Classifier::new(&spec, config, 3, &Device::Cpu)?.with_test_set(&test_x, &test_y)?;
+        let mut classifier = Classifier::new(&Spec::parse(spec)?, adam, 3, &Device::Cpu)?
+            .with_evaluation(move |m, _| Ok(m.test_metrics(&test_x, &test_y)?));
         let mut data = InOrder {
             images: train_x,
             labels: train_y,
@@ -560,12 +382,16 @@ mod tests {
             resume,
             progress: false,
         };
-        if let Some(dir) = run_dir {
-            std::fs::create_dir_all(dir).map_err(|e| deepgen_core::Error::io("mkdir", dir, e))?;
-            save_spec(dir, &spec)?;
-        }
         let records = fit(&config, &mut classifier, &mut data, |_, _| Ok(()))?;
         Ok((classifier, records))
+    }
+
+    fn train(
+        run_dir: Option<&Path>,
+        epochs: usize,
+        resume: bool,
+    ) -> Result<(Classifier, Vec<deepgen_core::EpochRecord>)> {
+        Ok(train_spec(TINY_SPEC, run_dir, epochs, resume)?)
     }
 
     #[test]
@@ -579,7 +405,7 @@ mod tests {
         let names: Vec<&str> = last.eval.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["test_loss", "test_accuracy"]);
         let (test_x, test_y) = quadrants(64, 2)?;
-        let (loss, accuracy) = classifier.evaluate(&test_x, &test_y)?;
+        let (loss, accuracy) = Evaluator::new(classifier.model().clone())?.accuracy(&test_x, &test_y)?;
         assert_eq!(accuracy, 1.0);
         assert!((loss - get(&last.eval, "test_loss")).abs() < 1e-6);
         Ok(())
@@ -626,11 +452,17 @@ mod tests {
         train(Some(dir.path()), 2, false)?;
         let (_, records) = train(Some(dir.path()), 3, true)?;
         assert_eq!(records.iter().map(|r| r.epoch).collect::<Vec<_>>(), [3]);
-        // Another spec over the same run directory: a clear error.
-        let other = Spec::parse("INPUT-6x6x1 CONV-3-8-p1 POOL-2 FLATTEN FC-4")?;
-        save_spec(dir.path(), &other)?;
-        let err = Evaluator::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("holds the network `INPUT-6x6x1 CONV-3-4-p1"), "{err}");
+        // Resuming with another spec over the same run directory: a clear error
+        // that names both.
+        let other = "INPUT-6x6x1 CONV-3-8-p1 POOL-2 FLATTEN FC-4";
+        let err = train_spec(other, Some(dir.path()), 4, true)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("CONV-3-4-p1") && e.contains("CONV-3-8-p1") && e.contains("same options")),
+            "{err:?}"
+        );
         Ok(())
     }
 
@@ -638,36 +470,44 @@ mod tests {
     fn checkpoints_of_other_models_and_missing_files_are_clear_errors() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| deepgen_core::Error::io("tempdir", "/tmp", e))?;
         let err = Evaluator::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("spec.txt") && err.contains("deepgen train cnn"), "{err}");
-        save_spec(dir.path(), &Spec::parse(TINY_SPEC)?)?;
-        let err = Evaluator::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(err.contains("no checkpoint"), "{err}");
+        assert!(err.contains("does not exist"), "{err}");
         // A checkpoint of some other model (a VAE's encoder, say).
         let mut checkpoint = Checkpoint::default();
         checkpoint.tensors.insert(
             "model.encoder.hidden.weight".into(),
             Tensor::zeros((4, 4), DType::F32, &Device::Cpu)?,
         );
+        checkpoint.metadata.insert("deepgen.model".into(), "vae".into());
         checkpoint.save(&dir.path().join(CHECKPOINT_FILE))?;
         let err = Evaluator::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(
-            err.contains("no tensor `model.layers.") && err.contains("another model"),
-            "{err}"
-        );
+        assert!(err.contains("holds a `vae` model, not a `cnn`"), "{err}");
+        // A cnn checkpoint whose tensors do not fit its spec.
+        checkpoint.metadata.insert("deepgen.model".into(), "cnn".into());
+        checkpoint
+            .metadata
+            .insert("deepgen.config".into(), format!("\"{TINY_SPEC}\""));
+        checkpoint.save(&dir.path().join(CHECKPOINT_FILE))?;
+        let err = Evaluator::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("no tensor `model.layers."), "{err}");
         Ok(())
     }
 
     #[test]
     fn classifier_specs_must_end_in_logits() -> Result<()> {
         let spec = Spec::parse("INPUT-6x6x1 CONV-3-4")?;
-        let err = Classifier::new(&spec, ClassifierConfig::default(), 0, &Device::Cpu).unwrap_err();
+        let err = Classifier::new(&spec, AdamConfig::default(), 0, &Device::Cpu).unwrap_err();
         assert!(err.to_string().contains("at least 2 logits"), "{err}");
         let spec = Spec::parse(TINY_SPEC)?;
-        let bad = ClassifierConfig {
+        let bad = AdamConfig {
             lr: -1.0,
             ..Default::default()
         };
         assert!(Classifier::new(&spec, bad, 0, &Device::Cpu).is_err());
+        // The step is the trainer's: one call, finite metrics.
+        let mut classifier = Classifier::new(&spec, AdamConfig::default(), 0, &Device::Cpu)?;
+        let (x, y) = quadrants(8, 4)?;
+        let metrics = classifier.train_step(&(x, y), &StepCtx::default(), &mut rng_from_seed(0))?;
+        assert!(metrics.get("train_loss").is_some_and(f64::is_finite));
         Ok(())
     }
 

@@ -57,10 +57,7 @@ pub mod shape;
 pub mod spec;
 pub mod transposed;
 
-pub use classifier::{
-    Classifier, ClassifierConfig, DEFAULT_MNIST_SPEC, Evaluation, Evaluator, SPEC_FILE, cross_entropy_and_correct,
-    load_spec, save_spec,
-};
+pub use classifier::{Classifier, DEFAULT_MNIST_SPEC, EVAL_BATCH, Evaluation, Evaluator, cross_entropy_and_correct};
 pub use error::{Error, Result};
 pub use layers::{Conv, ConvTranspose, avg_pool, conv, conv_activated, conv_transpose, fc, max_pool};
 pub use model::{Cnn, cnn};

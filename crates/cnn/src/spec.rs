@@ -254,7 +254,8 @@ impl Layer {
 /// assert_eq!(spec.to_string(), "INPUT-28x28x1 CONV-5-8-p2 POOL-2 FLATTEN FC-10");
 /// # Ok::<(), deepgen_cnn::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Spec {
     input: Dims,
     layers: Vec<Layer>,
@@ -329,6 +330,20 @@ impl Spec {
         } else {
             Activation::Relu
         }
+    }
+}
+
+/// A spec is its text in configuration files and checkpoints.
+impl TryFrom<String> for Spec {
+    type Error = Error;
+    fn try_from(text: String) -> Result<Self> {
+        text.parse()
+    }
+}
+
+impl From<Spec> for String {
+    fn from(spec: Spec) -> String {
+        spec.to_string()
     }
 }
 

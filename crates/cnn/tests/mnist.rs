@@ -3,7 +3,7 @@
 //! `cargo xtask test-all` runs it when the files are there. About 18 s of CPU
 //! time (seed 0 reaches 92.7 %).
 
-use deepgen_cnn::{Classifier, ClassifierConfig, Evaluator, Spec};
+use deepgen_cnn::{Classifier, Evaluator, Spec};
 use deepgen_core::candle::Device;
 use deepgen_core::rng::rng_from_seed;
 use deepgen_core::train::{StepCtx, TrainStep};
@@ -27,7 +27,7 @@ fn a_few_hundred_steps_reach_90_percent() -> Result<(), Box<dyn std::error::Erro
         (25 * 8 + 8) + (8 * 9 * 16 + 16) + (400 * 10 + 10)
     );
     let device = Device::Cpu;
-    let config = ClassifierConfig {
+    let config = deepgen_core::AdamConfig {
         lr: 3e-3,
         ..Default::default()
     };
@@ -46,7 +46,7 @@ fn a_few_hundred_steps_reach_90_percent() -> Result<(), Box<dyn std::error::Erro
     }
     let test_images = mnist.test_images.narrow(0, 0, N_TEST)?;
     let test_labels = mnist.test_labels.narrow(0, 0, N_TEST)?;
-    let (loss, accuracy) = classifier.evaluate(&test_images, &test_labels)?;
+    let (loss, accuracy) = Evaluator::new(classifier.model().clone())?.accuracy(&test_images, &test_labels)?;
     assert!(
         accuracy > 0.90,
         "test accuracy {accuracy} (loss {loss}) after {STEPS} steps"

@@ -5,11 +5,11 @@ use crate::commands::vae::NoTraining;
 use crate::run::{RunDefaults, TrainRun, group_thousands, load_dataset, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use deepgen_cnn::{Classifier, ClassifierConfig, DEFAULT_MNIST_SPEC, Dims, Evaluator, SPEC_FILE, Spec};
+use deepgen_cnn::{Classifier, DEFAULT_MNIST_SPEC, Dims, Evaluator, Spec};
 use deepgen_core::DeviceChoice;
 use deepgen_data::{BatcherConfig, LabelledBatcher};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The layer-spec language, for `--help`.
 pub const SPEC_HELP: &str = "\
@@ -70,7 +70,7 @@ pub struct SummaryArgs {
 /// Flags of `deepgen eval cnn`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Run directory of `deepgen train cnn` (holding spec.txt and the checkpoint).
+    /// Run directory of `deepgen train cnn` (or its checkpoint file).
     #[arg(long, value_name = "DIR", default_value = "runs/cnn-mnist")]
     pub run: PathBuf,
     /// Data set whose test split is evaluated.
@@ -176,49 +176,23 @@ fn check_mnist_spec(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The spec of this run: `--spec`, or with `--resume` the run's own (which
-/// `--spec` must then equal), or the default.
-fn choose_spec(flag: Option<&str>, run_dir: &Path, resume: bool) -> Result<Spec> {
-    let stored = if resume && run_dir.join(SPEC_FILE).exists() {
-        Some(
-            deepgen_cnn::load_spec(run_dir)
-                .with_context(|| format!("cannot read the spec of `{}`", run_dir.display()))?,
-        )
-    } else {
-        None
-    };
-    match (flag, stored) {
-        (Some(text), Some(stored)) => {
-            let spec = parse_spec(text)?;
-            if spec != stored {
-                bail!(
-                    "--spec `{spec}` differs from the spec of the run being resumed, `{stored}` (in `{}`)",
-                    run_dir.join(SPEC_FILE).display()
-                );
-            }
-            Ok(spec)
-        }
-        (Some(text), None) => parse_spec(text),
-        (None, Some(stored)) => Ok(stored),
-        (None, None) => parse_spec(DEFAULT_MNIST_SPEC),
-    }
-}
-
 /// `deepgen train cnn`: trains a classifier through core's loop.
 pub fn train(args: &TrainArgs) -> Result<()> {
     let (mut run, table, training) = TrainRun::start::<CnnTable, NoTraining>(&args.run, "cnn", DEFAULTS)?;
-    let flag = args.spec.as_deref().or(table.spec.as_deref());
-    let spec = choose_spec(flag, &run.run_dir, run.resume)?;
+    // `--spec`, else the config file's (with --resume, the run's own), else the default.
+    let spec = parse_spec(
+        args.spec
+            .as_deref()
+            .or(table.spec.as_deref())
+            .unwrap_or(DEFAULT_MNIST_SPEC),
+    )?;
     check_mnist_spec(&spec)?;
     let device = run.open_device()?;
     let data = run.load_data()?;
 
-    let config = ClassifierConfig {
-        lr: run.settings.lr,
-        ..Default::default()
-    };
-    let mut classifier = Classifier::new(&spec, config, run.settings.seed, &device)?
-        .with_test_set(&data.test_images, &data.test_labels)?;
+    let (test_images, test_labels) = (data.test_images.clone(), data.test_labels.clone());
+    let mut classifier = Classifier::new(&spec, run.adam(), run.settings.seed, &device)?
+        .with_evaluation(move |cnn, _| Ok(cnn.test_metrics(&test_images, &test_labels)?));
     let batcher = BatcherConfig {
         batch_size: run.settings.batch_size,
         ..Default::default()
@@ -233,7 +207,6 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         training,
     );
     run.create_run_dir(&file)?;
-    deepgen_cnn::save_spec(&run.run_dir, &spec)?;
     run.announce(&format!(
         "training `{spec}` ({} parameters) {}",
         group_thousands(classifier.model().n_parameters()),
@@ -247,7 +220,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         .last()
         .and_then(|last| last.eval.get("test_accuracy"))
         .map_or_else(String::new, |a| format!(", test accuracy {:.2} %", 100.0 * a));
-    run.say_done(&records, &accuracy, &[run.run_dir.join(SPEC_FILE)]);
+    run.say_done(&records, &accuracy, &[]);
     Ok(())
 }
 
