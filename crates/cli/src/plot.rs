@@ -106,6 +106,14 @@ fn finite_series(series: &[Series<'_>]) -> Vec<Vec<(f64, f64)>> {
         .collect()
 }
 
+/// The span of the y values.
+fn y_range_span(points: &[(f64, f64)]) -> f64 {
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    hi - lo
+}
+
 fn draw_lines(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
     series: &[Series<'_>],
@@ -129,7 +137,13 @@ fn draw_lines(
         .y_label_area_size(72)
         .build_cartesian_2d(x_range.clone(), y_range)?;
     let whole = |v: &f64| format!("{v:.0}");
+    // As many decimals as ticks about a tenth of the span apart need:
+    // `140`, not `140.0`, for losses in nats.
+    let span = y_range_span(&all);
+    let decimals = if span > 0.0 { (1.0 - span.log10()).ceil().max(0.0) as usize } else { 2 };
+    let y_ticks = move |v: &f64| format!("{v:.decimals$}");
     let mut mesh = chart.configure_mesh();
+    mesh.y_label_formatter(&y_ticks);
     mesh.x_desc(x_label)
         .y_desc(y_label)
         .label_style((FONT, LABEL_SIZE))

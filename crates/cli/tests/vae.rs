@@ -204,3 +204,144 @@ fn autoencoders_train() {
         assert!(run.join("interpolation.png").is_file(), "{kind}");
     }
 }
+
+/// A run repeated from its own `config.toml` (and nothing else) writes a
+/// byte-identical checkpoint; a config file with an unknown key, a value of
+/// the wrong type or an invalid value is refused with the key and the file
+/// named, and leaves no run directory.
+#[test]
+fn config_files_repeat_runs_and_name_their_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fake_mnist(dir.path(), 128, 32);
+    let first = dir.path().join("first");
+    let output = train("vae", dir.path(), &first, &["--epochs", "2", "--seed", "5", "--quiet"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let config = first.join("config.toml");
+    let again = dir.path().join("again");
+    let output = deepgen(&[
+        "train",
+        "vae",
+        "--config",
+        utf8(&config),
+        "--out",
+        utf8(&again),
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let bytes = |run: &Path| std::fs::read(run.join("checkpoint.safetensors")).expect("checkpoint");
+    assert!(bytes(&first) == bytes(&again), "the repeated run's checkpoint differs");
+    assert_eq!(
+        std::fs::read_to_string(&config).expect("config"),
+        std::fs::read_to_string(again.join("config.toml")).expect("config")
+    );
+    // A flag overrides the file.
+    let third = dir.path().join("third");
+    let output = deepgen(&[
+        "train",
+        "vae",
+        "--config",
+        utf8(&config),
+        "--out",
+        utf8(&third),
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        std::fs::read_to_string(third.join("config.toml"))
+            .expect("config")
+            .contains("epochs = 1")
+    );
+
+    let text_of = std::fs::read_to_string(&config).expect("config");
+    for (name, from, to, needle) in [
+        (
+            "unknown",
+            "latent_dim = 2",
+            "latent_dims = 2",
+            "unknown field `latent_dims`",
+        ),
+        (
+            "type",
+            "latent_dim = 2",
+            "latent_dim = \"two\"",
+            "invalid type: string \"two\", expected usize",
+        ),
+        (
+            "invalid",
+            "latent_dim = 2",
+            "latent_dim = 0",
+            "invalid latent_dim = 0: must be at least 1",
+        ),
+        (
+            "enum",
+            "decoder = \"bernoulli\"",
+            "decoder = \"poisson\"",
+            "unknown variant `poisson`",
+        ),
+        (
+            "family",
+            "family = \"vae\"",
+            "family = \"hvae\"",
+            "configures a `hvae` run, not a `vae` run",
+        ),
+    ] {
+        assert!(text_of.contains(from), "{name}: no `{from}` in {text_of}");
+        let bad = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&bad, text_of.replace(from, to)).expect("write");
+        let out = dir.path().join(format!("out-{name}"));
+        let output = deepgen(&["train", "vae", "--config", utf8(&bad), "--out", utf8(&out)]);
+        assert_fails_cleanly(&output, needle);
+        assert_fails_cleanly(&output, utf8(&bad));
+        assert!(!out.exists(), "{name}: a refused config leaves no run directory");
+    }
+}
+
+/// `deepgen sample vae` writes a PNG grid and an IDX file that deepgen-data
+/// reads back as uint8 28×28 images; sampling another family's run or a
+/// model without a prior is a clear error.
+#[test]
+fn samples_are_a_png_grid_and_an_idx_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_fake_mnist(dir.path(), 128, 32);
+    let run = dir.path().join("run");
+    let output = train("vae", dir.path(), &run, &["--epochs", "1", "--quiet"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let (png, idx) = (dir.path().join("s.png"), dir.path().join("s.idx"));
+    let sample = |model: &str, run: &Path, n: &str| {
+        deepgen(&[
+            "sample",
+            model,
+            "--checkpoint",
+            utf8(run),
+            "--n",
+            n,
+            "--seed",
+            "3",
+            "--out",
+            utf8(&png),
+            "--idx",
+            utf8(&idx),
+            "--device",
+            "cpu",
+        ])
+    };
+    let output = sample("vae", &run, "10");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("10 samples"));
+    let images = deepgen_data::read_idx(&idx, Some(0x0803)).expect("IDX");
+    assert_eq!(images.dims(), &[10, 28, 28]);
+    let first = std::fs::read(&idx).expect("idx");
+    // The grid is a PNG; the same seed draws the same samples.
+    assert_eq!(std::fs::read(&png).expect("png").get(1..4), Some(&b"PNG"[..]));
+    assert!(sample("vae", &run, "10").status.success());
+    assert!(std::fs::read(&idx).expect("idx") == first, "same seed, other samples");
+
+    assert_fails_cleanly(&sample("hvae", &run, "4"), "holds a `vae` model, not a `hvae`");
+    let ae = dir.path().join("ae");
+    let output = train("ae", dir.path(), &ae, &["--epochs", "1", "--quiet"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_fails_cleanly(&sample("vae", &ae, "4"), "holds a `ae` model, not a `vae`");
+    assert_flag_rejected(&sample("vae", &run, "0"), "must be at least 1");
+}

@@ -28,8 +28,8 @@ use candle::{D, Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Linear, Relu, linear};
 use deepgen_numerics::{bce_with_logits_rows, line_between, sigmoid};
-use serde::{Deserialize, Serialize};
 use faer::{Mat, Side};
+use serde::{Deserialize, Serialize};
 
 /// Which autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
