@@ -22,6 +22,11 @@
 //!   moons, swiss roll) and [`GaussianMixture2d`] with closed-form log-density,
 //!   score and noised mixture, the ground truth of the GAN mode-coverage
 //!   benchmark (SPEC §5) and of the score-matching identities (SPEC §6).
+//! - [`modes`]: that benchmark's metrics (VEEGAN / PacGAN protocol):
+//!   [`GaussianMixture2d::mode_report`] gives the high-quality samples per
+//!   mode (within [`HIGH_QUALITY_STDS`] = 3 sd of the nearest mode), the modes
+//!   captured, the high-quality fraction and the reverse KL of the mode
+//!   histogram to the uniform ([`ModeReport`]).
 //! - [`image_grid`](mod@image_grid): a batch of images as one PNG grid
 //!   ([`save_image_grid`]), as torchvision's `make_grid` lays it out. Plots
 //!   (loss curves, scatter plots) are the CLI's, drawn with plotters.
