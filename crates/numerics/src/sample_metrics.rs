@@ -28,6 +28,7 @@ use faer::{Accum, Mat, MatRef, Par, Side};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::fast_exp::{exp_nonpositive, has_avx2_fma};
 
 /// Most squared distances held by one block (`rows × columns`): 2²¹ `f64`s,
 /// 16 MiB per rayon thread.
@@ -334,7 +335,7 @@ pub fn mmd2_unbiased(x: &[f64], y: &[f64], dim: usize, bandwidth: f64) -> Result
                 .chunks_exact(nb)
                 .enumerate()
                 .map(|(i, row)| {
-                    let total: f64 = row.iter().map(|d2| (-gamma * d2).exp()).sum();
+                    let total = kernel_row_sum(row, gamma);
                     // k(x_i, x_i) = 1 exactly; its computed distance may be rounding.
                     if skip_diagonal {
                         total - (-gamma * row[first + i]).exp()
@@ -352,6 +353,44 @@ pub fn mmd2_unbiased(x: &[f64], y: &[f64], dim: usize, bandwidth: f64) -> Result
     let yy = kernel_sum(&cy, &cy, true) / (mf * (mf - 1.0));
     let xy = kernel_sum(&cx, &cy, false) / (nf * mf);
     Ok(xx + yy - 2.0 * xy)
+}
+
+/// `Σ_j exp(−γ d²_j)` over one row of squared distances, with the crate's
+/// vectorised `exp` (degree 12, accurate to `f64` rounding; libm's scalar
+/// `exp` made this sum three quarters of the MMD's time) and 4 partial sums.
+fn kernel_row_sum_impl<const FUSED: bool>(row: &[f64], gamma: f64) -> f64 {
+    let mut acc = [0.0; 4];
+    let chunks = row.chunks_exact(4);
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|d2| exp_nonpositive::<12, FUSED>(-gamma * d2))
+        .sum();
+    for chunk in chunks {
+        for (a, d2) in acc.iter_mut().zip(chunk) {
+            *a += exp_nonpositive::<12, FUSED>(-gamma * d2);
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// [`kernel_row_sum_impl`] compiled for AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_row_sum_avx2_fma(row: &[f64], gamma: f64) -> f64 {
+    kernel_row_sum_impl::<true>(row, gamma)
+}
+
+fn kernel_row_sum(row: &[f64], gamma: f64) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
+        return unsafe { kernel_row_sum_avx2_fma(row, gamma) };
+    }
+    kernel_row_sum_impl::<false>(row, gamma)
 }
 
 /// The median heuristic: h = median of the pairwise distances ‖a−b‖ over the pooled sample (a ≠ b).
