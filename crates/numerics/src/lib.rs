@@ -19,7 +19,11 @@
 //! - [`line_between`], the straight line between two codes of a latent
 //!   interpolation;
 //! - discrete divergences in [`divergence`]: [`kl_divergence`] and the
-//!   f-divergences of [`FDivergence`] by their generators.
+//!   f-divergences of [`FDivergence`] by their generators;
+//! - sample distances in [`sample_metrics`], the evaluator of every model on
+//!   feature rows: [`GaussianStats`] and the [`frechet_distance`],
+//!   [`mmd2_unbiased`] with the [`median_bandwidth`] heuristic, and
+//!   [`knn_precision_recall`] (improved precision and recall).
 //!
 //! # The math
 //!
@@ -68,6 +72,7 @@ pub mod error;
 mod fast_exp;
 pub mod interpolate;
 pub mod logsumexp;
+pub mod sample_metrics;
 pub mod stable;
 #[cfg(test)]
 mod testing;
@@ -80,6 +85,9 @@ pub use interpolate::line_between;
 pub use logsumexp::{
     CHUNK_ELEMENTS, chunked_log_mean_exp, items_per_chunk, log_mean_exp, logsumexp, logsumexp_all, logsumexp_dims,
     logsumexp_f32, logsumexp_f64, logsumexp_keepdim, logsumexp_signed_f64, logsumexp_weighted, logsumexp_weighted_f64,
+};
+pub use sample_metrics::{
+    GaussianStats, PrecisionRecall, frechet_distance, knn_precision_recall, median_bandwidth, mmd2_unbiased,
 };
 pub use stable::{
     bce_with_logits, bce_with_logits_elementwise, bce_with_logits_sum, expm1, log_sigmoid, log_softmax, log1m_exp,
