@@ -1,10 +1,16 @@
-//! `deepgen eval <model>` of the latent-variable models: the
-//! importance-sampled test log-likelihood with a progress bar, and the ELBO.
+//! Evaluation: the importance-sampled test log-likelihood (with a progress
+//! bar) and the ELBO of the latent-variable models, and the one evaluator of
+//! generated images ([`Judge`]: a trained classifier run against a reference
+//! set), which `deepgen eval samples` runs on any IDX file and every
+//! family's `eval` runs on its own samples.
 
 use crate::args::{DataArg, at_least_one};
-use crate::run::{load_dataset, say};
-use anyhow::Result;
+use crate::pictures::Pictured;
+use crate::run::{load_dataset, open_device, say};
+use crate::sample::draw_samples;
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use deepgen_cnn::{Evaluator, ImageScores, Reference};
 use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::rng::derived_rng;
 use deepgen_core::{DeviceChoice, StdRng, batch_ranges, progress_bar};
@@ -120,5 +126,178 @@ impl LikelihoodEval<'_> {
             "test ELBO (one sample): {elbo:.4} nats per image ({parts}); total {:.1} s",
             self.started.elapsed().as_secs_f64()
         ));
+    }
+}
+
+/// Flags that choose the judge of generated images: a trained classifier
+/// run and the reference set.
+#[derive(Debug, Clone, Args)]
+pub struct JudgeArgs {
+    /// Run directory of the classifier (`deepgen train cnn`) [default: runs/cnn-<data>].
+    #[arg(long, value_name = "DIR")]
+    pub classifier: Option<PathBuf>,
+    /// Reference images as an IDX file [default: the data set's test split].
+    #[arg(long, value_name = "FILE.idx")]
+    pub reference: Option<PathBuf>,
+}
+
+/// Flags of `deepgen eval samples`.
+#[derive(Debug, Clone, Args)]
+pub struct SampleEvalArgs {
+    /// The images to score: an IDX file in MNIST's format (uint8 28×28, raw or .gz), written by any program.
+    #[arg(long, value_name = "FILE.idx")]
+    pub images: PathBuf,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+    /// Data set whose test split is the reference (and whose classifier judges).
+    #[arg(long, value_enum, default_value_t = DataArg::Mnist)]
+    pub data: DataArg,
+    /// Folder with the four IDX files [default: data/mnist or data/fashion-mnist].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N, metal or auto.
+    #[arg(long, value_name = "D", default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+/// A classifier run and its reference features, ready to score image sets.
+#[derive(Debug)]
+pub struct Judge {
+    evaluator: Evaluator,
+    reference: Reference,
+    classifier: PathBuf,
+    reference_name: String,
+}
+
+impl JudgeArgs {
+    /// Loads the classifier and computes the reference features.
+    ///
+    /// # Errors
+    /// A missing classifier run (the message says how to train one), a
+    /// reference file that is not IDX images, data that cannot be loaded.
+    pub fn judge(&self, data: DataArg, data_dir: Option<&Path>, device: &Device) -> Result<Judge> {
+        let dataset = data.dataset();
+        let classifier = self
+            .classifier
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(format!("cnn-{}", dataset.name())));
+        if !classifier.exists() {
+            bail!(
+                "no classifier at `{}`: train one with `deepgen train cnn --data {} --out {}` (about 5 minutes on two cores), or name one with --classifier",
+                classifier.display(),
+                dataset.name(),
+                classifier.display()
+            );
+        }
+        let evaluator = Evaluator::load(&classifier, device)
+            .with_context(|| format!("cannot load the classifier `{}`", classifier.display()))?;
+        let (images, reference_name) = match &self.reference {
+            Some(path) => (read_images(path)?, format!("`{}`", path.display())),
+            None => {
+                let test = load_dataset(dataset, &data.dir(data_dir))?.test_images;
+                (test, format!("the {dataset} test set"))
+            }
+        };
+        let reference = evaluator.reference(&images.to_device(device)?)?;
+        Ok(Judge {
+            evaluator,
+            reference,
+            classifier,
+            reference_name,
+        })
+    }
+}
+
+impl Judge {
+    /// Scores `images` `[n, 784]` and prints the figures.
+    ///
+    /// # Errors
+    /// Images that do not fit the classifier; too few of them.
+    pub fn score_and_say(&self, what: &str, images: &Tensor) -> Result<ImageScores> {
+        let started = Instant::now();
+        let scores = self.evaluator.score(images, &self.reference)?;
+        say(&format!(
+            "{what}: {} images against {} ({} images), judged by `{}`",
+            scores.n_images,
+            self.reference_name,
+            scores.n_reference,
+            self.classifier.display()
+        ));
+        say(&format!(
+            "FCD {:.3}  precision {:.4}  recall {:.4}  class KL to uniform {:.4} nats  mean confidence {:.4}  ({:.1} s)",
+            scores.fcd,
+            scores.precision,
+            scores.recall,
+            scores.class_kl_to_uniform,
+            scores.mean_confidence,
+            started.elapsed().as_secs_f64()
+        ));
+        let histogram: Vec<String> = scores
+            .class_histogram
+            .iter()
+            .enumerate()
+            .map(|(class, count)| format!("{class}: {count}"))
+            .collect();
+        say(&format!("predicted classes: {}", histogram.join(", ")));
+        Ok(scores)
+    }
+}
+
+/// Reads IDX images, naming the file in the error.
+fn read_images(path: &Path) -> Result<Tensor> {
+    deepgen_data::load_images(path).with_context(|| format!("cannot read images from `{}`", path.display()))
+}
+
+/// `deepgen eval samples`: scores an IDX file of images with the one
+/// evaluator.
+///
+/// # Errors
+/// A file that is not MNIST-format IDX images; a missing classifier.
+pub fn eval_samples(args: &SampleEvalArgs) -> Result<()> {
+    let images = read_images(&args.images)?;
+    let device = open_device(args.device)?;
+    let judge = args.judge.judge(args.data, args.data_dir.as_deref(), &device)?;
+    judge.score_and_say(&format!("`{}`", args.images.display()), &images.to_device(&device)?)?;
+    Ok(())
+}
+
+/// Flags of the sample scores every generative family's `eval` prints.
+#[derive(Debug, Clone, Args)]
+pub struct SampleScoreArgs {
+    /// Prior samples to score with the classifier (0: none).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub samples: usize,
+    #[command(flatten)]
+    pub judge: JudgeArgs,
+}
+
+impl LikelihoodEval<'_> {
+    /// Scores `scores.samples` prior samples of `model` (drawn with the
+    /// evaluation's seed) with the one evaluator, as `deepgen eval samples`
+    /// would score them from an IDX file; without a classifier run, says how
+    /// to make one and skips.
+    ///
+    /// # Errors
+    /// The model's and the evaluator's errors.
+    pub fn score_samples(&self, model: &impl Pictured, scores: &SampleScoreArgs, device: &Device) -> Result<()> {
+        if scores.samples == 0 {
+            return Ok(());
+        }
+        let judge = match scores
+            .judge
+            .judge(self.args.data, self.args.data_dir.as_deref(), device)
+        {
+            Ok(judge) => judge,
+            Err(e) if scores.judge.classifier.is_none() => {
+                say(&format!("sample scores skipped: {e:#}"));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(images) = draw_samples(model, scores.samples, self.args.seed, device)? else {
+            return Ok(());
+        };
+        judge.score_and_say(&format!("prior samples (seed {})", self.args.seed), &images)?;
+        Ok(())
     }
 }

@@ -91,6 +91,8 @@ enum EvalModel {
     Vae(commands::vae::EvalArgs),
     /// Importance-sampled test log-likelihood and ELBO of a trained hierarchical VAE.
     Hvae(commands::hvae::EvalArgs),
+    /// Score generated images (an MNIST-format IDX file from any program): FCD, precision, recall, classes.
+    Samples(eval::SampleEvalArgs),
 }
 
 /// `deepgen sample <model>`.
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
             EvalModel::Vae(args) => commands::vae::eval(&args),
             EvalModel::Hvae(args) => commands::hvae::eval(&args),
+            EvalModel::Samples(args) => eval::eval_samples(&args),
         },
         Command::Sample { model } => match model {
             SampleModel::Vae(args) => sample::sample::<deepgen_vae::Vae>(&args),

@@ -108,9 +108,9 @@ fn finite_series(series: &[Series<'_>]) -> Vec<Vec<(f64, f64)>> {
 
 /// The span of the y values.
 fn y_range_span(points: &[(f64, f64)]) -> f64 {
-    let (lo, hi) = points
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+        (lo.min(p.1), hi.max(p.1))
+    });
     hi - lo
 }
 
@@ -140,7 +140,11 @@ fn draw_lines(
     // As many decimals as ticks about a tenth of the span apart need:
     // `140`, not `140.0`, for losses in nats.
     let span = y_range_span(&all);
-    let decimals = if span > 0.0 { (1.0 - span.log10()).ceil().max(0.0) as usize } else { 2 };
+    let decimals = if span > 0.0 {
+        (1.0 - span.log10()).ceil().max(0.0) as usize
+    } else {
+        2
+    };
     let y_ticks = move |v: &f64| format!("{v:.decimals$}");
     let mut mesh = chart.configure_mesh();
     mesh.y_label_formatter(&y_ticks);

@@ -7,6 +7,7 @@ use crate::pictures::{Pictured, save_grid_png};
 use crate::run::{checkpoint_file, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::{DeviceChoice, TrainableModel, load_model};
 use std::path::PathBuf;
@@ -42,6 +43,25 @@ pub struct SampleArgs {
     pub device: DeviceChoice,
 }
 
+/// `n` prior samples of `model` (decoded images `[n, D]`) from standard-normal
+/// noise drawn with `seed`, in batches; `None` for a model without a prior.
+///
+/// # Errors
+/// The model's errors.
+pub fn draw_samples(model: &impl Pictured, n: usize, seed: u64, device: &Device) -> Result<Option<Tensor>> {
+    let mut rng = derived_rng(seed, 0);
+    let mut parts = Vec::new();
+    for start in (0..n).step_by(SAMPLE_BATCH) {
+        let len = SAMPLE_BATCH.min(n - start);
+        let eps = randn(&mut rng, (len, model.noise_dim()), device)?;
+        let Some(images) = model.generate(&eps)? else {
+            return Ok(None);
+        };
+        parts.push(images);
+    }
+    Ok(Some(Tensor::cat(&parts, 0)?))
+}
+
 /// `deepgen sample <model>` for a model family `M`.
 ///
 /// # Errors
@@ -55,17 +75,9 @@ pub fn sample<M: TrainableModel + Pictured>(args: &SampleArgs) -> Result<()> {
     let device = open_device(args.device)?;
     let (model, _vars) = load_model::<M>(&path, &device)
         .with_context(|| format!("cannot load a `{}` model from `{}`", M::FAMILY, path.display()))?;
-    let mut rng = derived_rng(args.seed, 0);
-    let mut parts = Vec::new();
-    for start in (0..args.n).step_by(SAMPLE_BATCH) {
-        let len = SAMPLE_BATCH.min(args.n - start);
-        let eps = randn(&mut rng, (len, model.noise_dim()), &device)?;
-        let Some(images) = model.generate(&eps)? else {
-            bail!("a `{}` model has no prior to sample from", M::FAMILY);
-        };
-        parts.push(images);
-    }
-    let images = deepgen_core::candle::Tensor::cat(&parts, 0)?;
+    let Some(images) = draw_samples(&model, args.n, args.seed, &device)? else {
+        bail!("a `{}` model has no prior to sample from", M::FAMILY);
+    };
     let cols = args.cols.unwrap_or_else(|| (args.n as f64).sqrt().ceil() as usize);
     save_grid_png(&images, cols, &args.out)?;
     let mut written = vec![args.out.display().to_string()];

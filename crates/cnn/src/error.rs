@@ -67,6 +67,9 @@ pub enum Error {
     /// The core training loop, a checkpoint or the device failed.
     #[error(transparent)]
     Core(#[from] deepgen_core::Error),
+    /// A sample metric failed (too few images, non-finite features).
+    #[error(transparent)]
+    Numerics(#[from] deepgen_numerics::Error),
 }
 
 /// `Result` with deepgen-cnn's [`Error`].

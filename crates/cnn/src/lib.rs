@@ -11,8 +11,13 @@
 //! - [`layers`]: the [`Conv`] and [`ConvTranspose`] layers and pooling.
 //! - [`transposed`]: transposed convolution as the adjoint of convolution,
 //!   [`conv2d_input_grad`], and the property tests of seed 002's identities.
-//! - [`classifier`]: the MNIST [`Classifier`] (a core `TrainStep`) and the
-//!   [`Evaluator`] that loads a trained run to judge generated digits.
+//! - [`classifier`]: the MNIST classifier ([`Cnn`] as a core
+//!   `TrainableModel`, [`Classifier`] its trainer) and the [`Evaluator`]
+//!   that loads a trained run to judge generated digits.
+//! - [`image_metrics`]: the one evaluator of generated images: Fréchet
+//!   classifier distance, k-NN precision and recall in the classifier's
+//!   penultimate features, the predicted-class histogram, its KL to uniform
+//!   and the mean confidence ([`Evaluator::score`]).
 //!
 //! **Design.** A network is data (a [`Spec`]) before it is a module, so that
 //! the CLI can print its table without building it, a run directory can
@@ -51,6 +56,7 @@
 
 pub mod classifier;
 pub mod error;
+pub mod image_metrics;
 pub mod layers;
 pub mod model;
 pub mod shape;
@@ -59,6 +65,7 @@ pub mod transposed;
 
 pub use classifier::{Classifier, DEFAULT_MNIST_SPEC, EVAL_BATCH, Evaluation, Evaluator, cross_entropy_and_correct};
 pub use error::{Error, Result};
+pub use image_metrics::{ImageScores, PR_NEIGHBOURS, Reference};
 pub use layers::{Conv, ConvTranspose, avg_pool, conv, conv_activated, conv_transpose, fc, max_pool};
 pub use model::{Cnn, cnn};
 pub use shape::{LayerShape, ShapeTable, conv_output_size, conv_transpose_output_size};

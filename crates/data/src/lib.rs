@@ -78,7 +78,9 @@ pub use error::{Error, Result};
 pub use hub::{load_fashion_mnist_from_hub, load_mnist_from_hub};
 pub use idx::{IdxArray, read_idx, write_idx_images};
 pub use image_grid::{Image, image_grid, save_image_grid};
-pub use mnist::{Dataset, Mnist, flatten_images, load_fashion_mnist, load_images_and_labels, load_mnist, to_images};
+pub use mnist::{
+    Dataset, Mnist, flatten_images, load_fashion_mnist, load_images, load_images_and_labels, load_mnist, to_images,
+};
 pub use modes::{HIGH_QUALITY_STDS, ModeReport};
 pub use synthetic::{
     GaussianMixture2d, Synthetic2d, points_to_tensor, swiss_roll, tensor_to_points, two_moons, two_moons_with_labels,

@@ -260,6 +260,30 @@ pub fn load_images_and_labels(images: &Path, labels: &Path) -> Result<(Tensor, T
     Ok((images, labels))
 }
 
+/// The images of one IDX file in MNIST's layout (`[n, 28, 28]` uint8, raw
+/// or gzipped), whatever program wrote it, as `[n, 784]` `f32` in `[0, 1]`
+/// on the CPU: how generated samples are read to be scored.
+///
+/// # Errors
+///
+/// Any error of [`read_idx`] (not an IDX file, a wrong magic number, a
+/// truncated file); [`Error::BadDims`] unless the images are 28 × 28 and
+/// there is at least one.
+pub fn load_images(path: &Path) -> Result<Tensor> {
+    let side = IMAGE_SIDE as u32;
+    let array = read_idx_checked(path, Some(IMAGES_MAGIC), |dims| match dims {
+        [n, rows, cols] if *n > 0 && *rows == side && *cols == side => Ok(()),
+        _ => Err(Error::BadDims {
+            path: path.into(),
+            found: dims.to_vec(),
+            expected: format!("[n, {side}, {side}] with n ≥ 1"),
+        }),
+    })?;
+    let n = array.len();
+    let pixels: Vec<f32> = array.data().iter().map(|&b| f32::from(b) / 255.0).collect();
+    Ok(Tensor::from_vec(pixels, (n, IMAGE_PIXELS), &Device::Cpu)?)
+}
+
 /// Reshapes flat images `[n, 784]` (or anything with 784 elements per example)
 /// to `[n, 1, 28, 28]`.
 ///
@@ -500,5 +524,37 @@ mod tests {
         }
         let max = m.test_images.max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(max, 1.0);
+    }
+
+    #[test]
+    fn generated_images_load_back_and_bad_files_are_errors() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "/tmp", e))?;
+        let values: Vec<f32> = (0..3 * 784).map(|i| (i % 256) as f32 / 255.0).collect();
+        let images = Tensor::from_vec(values.clone(), (3, 784), &Device::Cpu)?;
+        for name in ["s.idx", "s.idx.gz"] {
+            let path = dir.path().join(name);
+            crate::write_idx_images(&path, &images)?;
+            let back = load_images(&path)?;
+            assert_eq!(back.dims(), &[3, 784]);
+            assert_eq!(back.flatten_all()?.to_vec1::<f32>()?, values);
+        }
+        // Zero images, another size, not IDX at all.
+        let write = |name: &str, bytes: &[u8]| -> Result<std::path::PathBuf> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+            Ok(path)
+        };
+        let header = |n: u32, r: u32, c: u32| -> Vec<u8> {
+            [IMAGES_MAGIC, n, r, c].iter().flat_map(|v| v.to_be_bytes()).collect()
+        };
+        let empty = write("empty.idx", &header(0, 28, 28))?;
+        assert!(matches!(load_images(&empty), Err(Error::BadDims { .. })));
+        let mut small = header(1, 8, 8);
+        small.extend([0u8; 64]);
+        let small = write("small.idx", &small)?;
+        assert!(matches!(load_images(&small), Err(Error::BadDims { .. })));
+        let text = write("text.idx", b"not an idx file at all")?;
+        assert!(load_images(&text).is_err());
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::args::{RunFlags, at_least_one, non_negative_f64, positive_f64};
 use crate::commands::vae::set;
-use crate::eval::LikelihoodEvalArgs;
+use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
 use crate::pictures::Pictured;
 use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, checkpoint_file, open_device};
 use anyhow::{Context, Result};
@@ -135,6 +135,8 @@ pub struct EvalArgs {
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub eval: LikelihoodEvalArgs,
+    #[command(flatten)]
+    pub scores: SampleScoreArgs,
 }
 
 /// `deepgen eval hvae`: the importance-sampled test log-likelihood and the ELBO.
@@ -149,5 +151,5 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let elbo = model.mean_loss(eval.images(), EVAL_BATCH, &mut eval.elbo_rng())?;
     let parts = format!("recon {:.4}, KL1 {:.4}, KL2 {:.4}", elbo.recon, elbo.kl1, elbo.kl2);
     eval.say_elbo(-elbo.negative_elbo, &parts);
-    Ok(())
+    eval.score_samples(&model, &args.scores, &device)
 }

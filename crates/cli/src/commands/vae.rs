@@ -4,7 +4,7 @@
 //! end `interpolation.png`, `manifold.png` (2-D latent) and `loss_curve.png`.
 
 use crate::args::{RunFlags, at_least_one, non_negative_f64};
-use crate::eval::LikelihoodEvalArgs;
+use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
 use crate::pictures::{MANIFOLD_SIDE, Pictured};
 use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, checkpoint_file, open_device};
 use anyhow::{Context, Result};
@@ -147,6 +147,8 @@ pub struct EvalArgs {
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub eval: LikelihoodEvalArgs,
+    #[command(flatten)]
+    pub scores: SampleScoreArgs,
 }
 
 /// `deepgen eval vae`: the importance-sampled test log-likelihood and the ELBO.
@@ -163,7 +165,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         -elbo.negative_elbo,
         &format!("recon {:.4}, KL {:.4}", elbo.recon, elbo.kl),
     );
-    Ok(())
+    eval.score_samples(&model, &args.scores, &device)
 }
 
 /// Flags of `deepgen train ae`; each overrides `[model]` of `--config`.
