@@ -159,6 +159,10 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] deepgen_core::Error),
 
+    /// A sample metric failed (too few points, all points equal).
+    #[error(transparent)]
+    Numerics(#[from] deepgen_numerics::Error),
+
     /// Encoding a PNG failed.
     #[error("encode png `{path}`: {source}")]
     Png {

@@ -81,7 +81,7 @@ pub use image_grid::{Image, image_grid, save_image_grid};
 pub use mnist::{
     Dataset, Mnist, flatten_images, load_fashion_mnist, load_images, load_images_and_labels, load_mnist, to_images,
 };
-pub use modes::{HIGH_QUALITY_STDS, ModeReport};
+pub use modes::{HIGH_QUALITY_STDS, MmdToTruth, ModeReport};
 pub use synthetic::{
     GaussianMixture2d, Synthetic2d, points_to_tensor, swiss_roll, tensor_to_points, two_moons, two_moons_with_labels,
 };
