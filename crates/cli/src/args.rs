@@ -2,11 +2,12 @@
 //! that must be positive or at least one.
 
 use deepgen_core::DeviceChoice;
-use deepgen_data::Dataset;
+use deepgen_data::{Dataset, Synthetic2d};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The data sets `--data` accepts.
+/// The data sets `--data` accepts: image sets, and 2-D point sets for the
+/// families that model points (gan; score and diffusion later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataArg {
@@ -14,20 +15,70 @@ pub enum DataArg {
     Mnist,
     /// Zalando's Fashion-MNIST.
     FashionMnist,
+    /// 2-D: 8 Gaussians on a circle of radius 1, sd 0.01 (VEEGAN / PacGAN).
+    Ring,
+    /// 2-D: 25 Gaussians on {−4, −2, 0, 2, 4}², sd 0.05 (VEEGAN / PacGAN).
+    Grid,
+    /// 2-D: two interleaved half circles, noise sd 0.05.
+    Moons,
+    /// 2-D: a swiss roll, noise sd 0.5.
+    SwissRoll,
 }
 
 impl DataArg {
-    /// The data crate's name for it.
-    pub fn dataset(self) -> Dataset {
+    /// The name `--data` takes.
+    pub fn name(self) -> &'static str {
         match self {
-            DataArg::Mnist => Dataset::Mnist,
-            DataArg::FashionMnist => Dataset::FashionMnist,
+            DataArg::Mnist => "mnist",
+            DataArg::FashionMnist => "fashion-mnist",
+            DataArg::Ring => "ring",
+            DataArg::Grid => "grid",
+            DataArg::Moons => "moons",
+            DataArg::SwissRoll => "swiss-roll",
         }
     }
 
-    /// The folder of `--data-dir`, or the data set's default folder.
+    /// The image data set, if this is one.
+    pub fn images(self) -> Option<Dataset> {
+        match self {
+            DataArg::Mnist => Some(Dataset::Mnist),
+            DataArg::FashionMnist => Some(Dataset::FashionMnist),
+            _ => None,
+        }
+    }
+
+    /// The 2-D point set, if this is one.
+    pub fn points(self) -> Option<Synthetic2d> {
+        match self {
+            DataArg::Mnist | DataArg::FashionMnist => None,
+            DataArg::Ring => Some(Synthetic2d::Ring),
+            DataArg::Grid => Some(Synthetic2d::Grid),
+            DataArg::Moons => Some(Synthetic2d::TwoMoons { noise: 0.05 }),
+            DataArg::SwissRoll => Some(Synthetic2d::SwissRoll { noise: 0.5 }),
+        }
+    }
+
+    /// The image data set, or an error that says this is a 2-D point set.
+    ///
+    /// # Errors
+    /// For a 2-D point set.
+    pub fn require_images(self) -> anyhow::Result<Dataset> {
+        self.images().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--data {} is a 2-D point set; this needs 28×28 images (--data mnist or fashion-mnist)",
+                self.name()
+            )
+        })
+    }
+
+    /// The folder of `--data-dir`, or the data set's default folder (none
+    /// for a 2-D set, which is drawn, not read).
     pub fn dir(self, data_dir: Option<&Path>) -> PathBuf {
-        data_dir.map_or_else(|| self.dataset().default_dir(), Path::to_path_buf)
+        match (data_dir, self.images()) {
+            (Some(dir), _) => dir.to_path_buf(),
+            (None, Some(dataset)) => dataset.default_dir(),
+            (None, None) => PathBuf::new(),
+        }
     }
 }
 

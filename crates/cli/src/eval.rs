@@ -60,7 +60,7 @@ impl LikelihoodEvalArgs {
     /// # Errors
     /// As [`load_dataset`].
     pub fn start(&self, path: &Path, model: &str, device: &Device) -> Result<LikelihoodEval<'_>> {
-        let dataset = self.data.dataset();
+        let dataset = self.data.require_images()?;
         let data = load_dataset(dataset, &self.data.dir(self.data_dir.as_deref()))?;
         let n = self.n_test.map_or(data.n_test(), |n| n.min(data.n_test()));
         let images = data.test_images.narrow(0, 0, n)?.to_device(device)?;
@@ -176,7 +176,7 @@ impl JudgeArgs {
     /// A missing classifier run (the message says how to train one), a
     /// reference file that is not IDX images, data that cannot be loaded.
     pub fn judge(&self, data: DataArg, data_dir: Option<&Path>, device: &Device) -> Result<Judge> {
-        let dataset = data.dataset();
+        let dataset = data.require_images()?;
         let classifier = self
             .classifier
             .clone()

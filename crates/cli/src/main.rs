@@ -80,6 +80,8 @@ enum TrainModel {
     Ae(commands::vae::AeTrainArgs),
     /// Train a two-layer hierarchical VAE (the IWAE paper's 784-200-200-100 / 100-100-50 by default).
     Hvae(commands::hvae::TrainArgs),
+    /// Train a GAN: MLPs on 2-D points (--data ring|grid, PacGAN's settings) or DCGAN on images.
+    Gan(commands::gan::TrainArgs),
 }
 
 /// `deepgen eval <model>`.
@@ -91,6 +93,8 @@ enum EvalModel {
     Vae(commands::vae::EvalArgs),
     /// Importance-sampled test log-likelihood and ELBO of a trained hierarchical VAE.
     Hvae(commands::hvae::EvalArgs),
+    /// Samples of a trained GAN: the image scores, or mode metrics and MMD² for 2-D points.
+    Gan(commands::gan::EvalArgs),
     /// Score generated images (an MNIST-format IDX file from any program): FCD, precision, recall, classes.
     Samples(eval::SampleEvalArgs),
 }
@@ -102,6 +106,8 @@ enum SampleModel {
     Vae(sample::SampleArgs),
     /// Decoder means of prior samples (z2, then z1) of a trained hierarchical VAE.
     Hvae(sample::SampleArgs),
+    /// Generator samples of a trained GAN (a scatter plot for 2-D points).
+    Gan(sample::SampleArgs),
 }
 
 /// `deepgen cnn <command>`.
@@ -118,16 +124,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TrainModel::Vae(args) => run::train::<commands::vae::VaeCommand>(&args),
             TrainModel::Ae(args) => run::train::<commands::vae::AeCommand>(&args),
             TrainModel::Hvae(args) => run::train::<commands::hvae::HvaeCommand>(&args),
+            TrainModel::Gan(args) => run::train::<commands::gan::GanCommand>(&args),
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
             EvalModel::Vae(args) => commands::vae::eval(&args),
             EvalModel::Hvae(args) => commands::hvae::eval(&args),
+            EvalModel::Gan(args) => commands::gan::eval(&args),
             EvalModel::Samples(args) => eval::eval_samples(&args),
         },
         Command::Sample { model } => match model {
             SampleModel::Vae(args) => sample::sample::<deepgen_vae::Vae>(&args),
             SampleModel::Hvae(args) => sample::sample::<deepgen_hvae::Hvae>(&args),
+            SampleModel::Gan(args) => sample::sample::<deepgen_gan::Gan>(&args),
         },
         Command::Cnn { command } => match command {
             CnnCommand::Summary(args) => commands::cnn::summary(&args),

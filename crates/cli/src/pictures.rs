@@ -1,13 +1,15 @@
-//! The pictures of a run of an image model: per-epoch reconstructions and
-//! prior samples, and at the end the loss curve, latent interpolations and
-//! (2-D latent) the manifold — image grids by deepgen-data, plots by
+//! The pictures of a run: per-epoch reconstructions and prior samples (image
+//! grids; for a model of 2-D points, its samples scattered over the test
+//! points), and at the end the loss curve, latent interpolations and (2-D
+//! latent) the manifold — image grids by deepgen-data, plots by
 //! [`crate::plot`].
 
+use crate::plot::{ScatterLayer, scatter_plot};
 use anyhow::{Context, Result};
 use deepgen_core::candle::Tensor;
 use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::train::METRICS_FILE;
-use deepgen_data::save_image_grid;
+use deepgen_data::{save_image_grid, tensor_to_points};
 use std::path::{Path, PathBuf};
 
 /// Test images per column of the reconstruction picture (pytorch/examples: 8).
@@ -21,13 +23,17 @@ pub const MANIFOLD_SIDE: usize = 20;
 /// Stream of the run seed that draws the prior samples of the pictures.
 const PICTURE_STREAM: u64 = 1 << 40;
 
-/// What the pictures (and `deepgen sample`) need from a model of images.
+/// Samples per epoch in the scatter picture of a model of 2-D points.
+const N_POINT_SAMPLES: usize = 1000;
+
+/// What the pictures (and `deepgen sample`) need from a generative model.
 pub trait Pictured {
-    /// Reconstructions of `xs` in data space.
+    /// Reconstructions of `xs` in data space (`None`: the model has no
+    /// encoder).
     ///
     /// # Errors
     /// The model's errors.
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor>;
+    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>>;
     /// Decoder means of prior samples from standard-normal noise `eps`
     /// `[n, noise_dim]` (`None`: no prior to sample).
     ///
@@ -37,11 +43,17 @@ pub trait Pictured {
     /// Standard-normal values one prior sample takes: the latent dims (all
     /// layers' for a hierarchical model).
     fn noise_dim(&self) -> usize;
-    /// Decoded points on the latent line from `x_a` to `x_b` in `n_steps`.
+    /// Decoded points on the latent line from `x_a` to `x_b` in `n_steps`
+    /// (`None`: the model has no encoder).
     ///
     /// # Errors
     /// The model's errors.
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor>;
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>>;
+    /// Whether its samples are 2-D points (scatter plots) rather than 28×28
+    /// images (grids).
+    fn generates_points(&self) -> bool {
+        false
+    }
     /// The decoded [`MANIFOLD_SIDE`]² grid of a 2-D latent (`None`: no
     /// manifold picture).
     ///
@@ -53,9 +65,10 @@ pub trait Pictured {
 }
 
 /// The per-epoch pictures: `reconstructions_epoch_XX.png` (test originals
-/// above, reconstructions below) and, for a model with a prior,
-/// `samples_epoch_XX.png` (the same noise every epoch, so that the pictures
-/// show training progress).
+/// above, reconstructions below) for a model with an encoder and, for a
+/// model with a prior, `samples_epoch_XX.png` (the same noise every epoch,
+/// so that the pictures show training progress): a grid of images, or 1,000
+/// 2-D samples scattered over the test points.
 #[derive(Debug)]
 pub struct EpochPictures {
     run_dir: PathBuf,
@@ -63,6 +76,8 @@ pub struct EpochPictures {
     originals: Tensor,
     /// Prior noise of the samples picture, the same every epoch.
     sample_eps: Tensor,
+    /// The test points a 2-D model's samples are drawn over.
+    test_points: Tensor,
 }
 
 impl EpochPictures {
@@ -72,15 +87,21 @@ impl EpochPictures {
     /// Candle errors.
     pub fn new(model: &impl Pictured, run_dir: &Path, test_images: &Tensor, seed: u64) -> Result<Self> {
         let n = N_RECONSTRUCTIONS.min(test_images.dim(0)?);
+        let n_samples = if model.generates_points() {
+            N_POINT_SAMPLES
+        } else {
+            N_SAMPLES
+        };
         let sample_eps = randn(
             &mut derived_rng(seed, PICTURE_STREAM),
-            (N_SAMPLES, model.noise_dim()),
+            (n_samples, model.noise_dim()),
             test_images.device(),
         )?;
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
             originals: test_images.narrow(0, 0, n)?,
             sample_eps,
+            test_points: test_images.clone(),
         })
     }
 
@@ -89,13 +110,19 @@ impl EpochPictures {
     /// # Errors
     /// The model's errors; a file that cannot be written.
     pub fn save(&mut self, model: &impl Pictured, epoch: usize) -> Result<()> {
-        let recon = model.reconstruct(&self.originals)?;
-        let both = Tensor::cat(&[&self.originals, &recon], 0)?;
-        let path = self.run_dir.join(format!("reconstructions_epoch_{epoch:02}.png"));
-        save_grid_png(&both, self.originals.dim(0)?, &path)?;
+        if let Some(recon) = model.reconstruct(&self.originals)? {
+            let both = Tensor::cat(&[&self.originals, &recon], 0)?;
+            let path = self.run_dir.join(format!("reconstructions_epoch_{epoch:02}.png"));
+            save_grid_png(&both, self.originals.dim(0)?, &path)?;
+        }
         if let Some(samples) = model.generate(&self.sample_eps)? {
             let path = self.run_dir.join(format!("samples_epoch_{epoch:02}.png"));
-            save_grid_png(&samples, 8, &path)?;
+            if model.generates_points() {
+                let title = format!("epoch {epoch}");
+                save_points_png(&samples, Some(&self.test_points), &title, &path)?;
+            } else {
+                save_grid_png(&samples, 8, &path)?;
+            }
         }
         Ok(())
     }
@@ -110,13 +137,16 @@ pub fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Picture
     let mut written: Vec<PathBuf> = save_loss_curve(run_dir)?.into_iter().collect();
     let (pairs, steps) = INTERPOLATION;
     let pairs = pairs.min(test_images.dim(0)? / 2);
-    if pairs > 0 {
-        let mut rows = Vec::with_capacity(pairs);
-        for p in 0..pairs {
-            let a = test_images.narrow(0, 2 * p, 1)?;
-            let b = test_images.narrow(0, 2 * p + 1, 1)?;
-            rows.push(model.interpolate(&a, &b, steps)?);
+    let mut rows = Vec::with_capacity(pairs);
+    for p in 0..pairs {
+        let a = test_images.narrow(0, 2 * p, 1)?;
+        let b = test_images.narrow(0, 2 * p + 1, 1)?;
+        match model.interpolate(&a, &b, steps)? {
+            Some(row) => rows.push(row),
+            None => break,
         }
+    }
+    if !rows.is_empty() {
         let path = run_dir.join("interpolation.png");
         save_grid_png(&Tensor::cat(&rows, 0)?, steps, &path)?;
         written.push(path);
@@ -138,6 +168,46 @@ pub fn save_grid_png(images: &Tensor, n_cols: usize, path: &Path) -> Result<()> 
     save_image_grid(images, n_cols, path).with_context(|| format!("cannot write `{}`", path.display()))
 }
 
+/// Saves 2-D `samples` `[n, 2]` as a scatter plot at `path`, drawn over
+/// `data` `[m, 2]` when given; the error names the file.
+///
+/// # Errors
+/// Tensors that are not 2-D points; a file that cannot be written.
+pub fn save_points_png(samples: &Tensor, data: Option<&Tensor>, title: &str, path: &Path) -> Result<()> {
+    let samples = tensor_to_points(samples)?;
+    let data = data.map(tensor_to_points).transpose()?;
+    let mut layers = Vec::new();
+    if let Some(data) = &data {
+        layers.push(ScatterLayer {
+            name: "data",
+            points: data,
+            color: (150, 150, 150),
+            size: 2,
+        });
+    }
+    layers.push(ScatterLayer {
+        name: "samples",
+        points: &samples,
+        color: (214, 39, 40),
+        size: 2,
+    });
+    // The data's box widened by a quarter on each side: samples far off are
+    // left out of the picture rather than shrinking the data to a dot.
+    let extent = data.as_ref().map(|data| {
+        let fold = |d: usize| {
+            data.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(p[d]), hi.max(p[d]))
+            })
+        };
+        let widen = |(lo, hi): (f64, f64)| {
+            let pad = 0.25 * (hi - lo).max(1e-3);
+            [lo - pad, hi + pad]
+        };
+        (widen(fold(0)), widen(fold(1)))
+    });
+    scatter_plot(&layers, title, extent, path).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
 /// `pictures: a.png, b.png`, when there are any.
 pub fn say_pictures(pictures: &[PathBuf]) {
     if !pictures.is_empty() {
@@ -150,7 +220,7 @@ pub fn say_pictures(pictures: &[PathBuf]) {
 type History = (&'static str, Vec<(f64, f64)>);
 
 /// The `(epoch, value)` points of the loss columns (`train_loss`,
-/// `test_loss`) of a run's `metrics.csv`.
+/// `test_loss`; a GAN's `d_loss`, `g_loss`) of a run's `metrics.csv`.
 fn loss_history(run_dir: &Path) -> Result<Vec<History>> {
     let path = run_dir.join(METRICS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -160,7 +230,7 @@ fn loss_history(run_dir: &Path) -> Result<Vec<History>> {
         .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
         .collect();
     let epoch = header.iter().position(|h| *h == "epoch");
-    Ok(["train_loss", "test_loss"]
+    Ok(["train_loss", "test_loss", "d_loss", "g_loss"]
         .into_iter()
         .filter_map(|name| {
             let col = header.iter().position(|h| *h == name)?;

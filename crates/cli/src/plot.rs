@@ -191,10 +191,6 @@ fn draw_lines(
 /// When no layer has a finite point, `extent` is not finite with
 /// `min < max`, or the file cannot be written (the error names it); nothing
 /// is written then.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "for the GAN, score and diffusion commands to come")
-)]
 pub fn scatter_plot(
     layers: &[ScatterLayer<'_>],
     title: &str,

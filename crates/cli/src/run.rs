@@ -8,9 +8,10 @@ use crate::args::{DataArg, RunFlags};
 use crate::pictures::{EpochPictures, Pictured, final_pictures, say_pictures};
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
+use deepgen_core::rng::derived_rng;
 use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
 use deepgen_core::{AdamConfig, DeviceChoice, TrainableModel, Trainer};
-use deepgen_data::{BatcherConfig, Dataset, ImageBatcher, Mnist};
+use deepgen_data::{BatcherConfig, Dataset, ImageBatcher, Mnist, Synthetic2d};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -80,8 +81,9 @@ impl RunSettings {
     ///
     /// # Errors
     /// An invalid value in the file (a zero count, a bad device name).
-    fn resolve(file: &RunTable, flags: &RunFlags, defaults: RunDefaults) -> Result<Self> {
+    fn resolve(file: &RunTable, flags: &RunFlags, defaults: impl Fn(DataArg) -> RunDefaults) -> Result<Self> {
         let data = flags.data.or(file.data).unwrap_or(DataArg::Mnist);
+        let defaults = defaults(data);
         let device = match (&flags.device, &file.device) {
             (Some(device), _) => *device,
             (None, Some(text)) => text.parse().with_context(|| format!("run.device = `{text}`"))?,
@@ -111,18 +113,13 @@ impl RunSettings {
     fn table(&self) -> RunTable {
         RunTable {
             data: Some(self.data),
-            data_dir: Some(self.data_dir.clone()),
+            data_dir: self.data.images().map(|_| self.data_dir.clone()),
             epochs: Some(self.epochs),
             batch_size: Some(self.batch_size),
             lr: Some(self.lr),
             seed: Some(self.seed),
             device: Some(self.device.to_string()),
         }
-    }
-
-    /// The data set.
-    pub fn dataset(&self) -> Dataset {
-        self.data.dataset()
     }
 }
 
@@ -206,6 +203,28 @@ where
     }
 }
 
+/// Points in a drawn 2-D training set (PacGAN's 100,000).
+pub const TRAIN_POINTS: usize = 100_000;
+/// Points in a drawn 2-D test set (the mode protocol's 2,500 samples).
+pub const TEST_POINTS: usize = 2_500;
+/// Stream of the run seed that draws a 2-D training set (the test set: the next one).
+const POINTS_STREAM: u64 = 1 << 41;
+
+/// A run's data: training and test rows `[n, D]` on the CPU (images
+/// flattened in `[0, 1]`, or 2-D points), and the 2-D set they were drawn
+/// from.
+#[derive(Debug)]
+pub struct TrainData {
+    /// Training rows.
+    pub train: Tensor,
+    /// Test rows.
+    pub test: Tensor,
+    /// The 2-D set, for point data.
+    pub points: Option<Synthetic2d>,
+    /// `on mnist (60000 train / 10000 test images)`.
+    pub summary: String,
+}
+
 /// One training run: its settings, directory and clock.
 #[derive(Debug)]
 pub struct TrainRun {
@@ -229,7 +248,11 @@ impl TrainRun {
     /// # Errors
     /// A bad config file; a trained run without `--resume`, or `--resume`
     /// without a checkpoint.
-    pub fn start<C, T>(flags: &RunFlags, family: &str, defaults: RunDefaults) -> Result<(Self, C, T)>
+    pub fn start<C, T>(
+        flags: &RunFlags,
+        family: &str,
+        defaults: impl Fn(DataArg) -> RunDefaults,
+    ) -> Result<(Self, C, T)>
     where
         C: Serialize + DeserializeOwned + Default,
         T: Serialize + DeserializeOwned + Default,
@@ -242,7 +265,7 @@ impl TrainRun {
         let run_dir = flags
             .out
             .clone()
-            .unwrap_or_else(|| Path::new("runs").join(format!("{family}-{}", settings.dataset().name())));
+            .unwrap_or_else(|| Path::new("runs").join(format!("{family}-{}", settings.data.name())));
         check_run_dir(&run_dir, flags.resume)?;
         let run = TrainRun {
             settings,
@@ -262,12 +285,40 @@ impl TrainRun {
         open_device(self.settings.device)
     }
 
-    /// Loads the data set.
+    /// Loads the image set, or draws the 2-D point set with the run's seed.
     ///
     /// # Errors
     /// As [`load_dataset`].
-    pub fn load_data(&self) -> Result<Mnist> {
-        load_dataset(self.settings.dataset(), &self.settings.data_dir)
+    pub fn load_data(&self) -> Result<TrainData> {
+        let data = self.settings.data;
+        if let Some(set) = data.points() {
+            let draw = |n: usize, stream: u64| -> Result<Tensor> {
+                let mut rng = derived_rng(self.settings.seed, stream);
+                Ok(set.sample(n, &mut rng, &Device::Cpu)?)
+            };
+            return Ok(TrainData {
+                train: draw(TRAIN_POINTS, POINTS_STREAM)?,
+                test: draw(TEST_POINTS, POINTS_STREAM + 1)?,
+                summary: format!(
+                    "on {} ({TRAIN_POINTS} training points drawn with seed {}, {TEST_POINTS} test points)",
+                    data.name(),
+                    self.settings.seed
+                ),
+                points: Some(set),
+            });
+        }
+        let dataset = data.require_images()?;
+        let mnist = load_dataset(dataset, &self.settings.data_dir)?;
+        Ok(TrainData {
+            summary: format!(
+                "on {dataset} ({} train / {} test images)",
+                mnist.n_train(),
+                mnist.n_test()
+            ),
+            train: mnist.train_images,
+            test: mnist.test_images,
+            points: None,
+        })
     }
 
     /// Adam with the run's learning rate and otherwise its defaults.
@@ -304,16 +355,6 @@ impl TrainRun {
             model,
             training,
         }
-    }
-
-    /// `on mnist (60000 train / 10000 test images)`.
-    pub fn data_summary(&self, data: &Mnist) -> String {
-        format!(
-            "on {} ({} train / {} test images)",
-            self.settings.dataset(),
-            data.n_train(),
-            data.n_test()
-        )
     }
 
     /// `10 epochs, batch 128, Adam lr 0.001, seed 0, device cpu; run
@@ -425,7 +466,7 @@ fn check_run_dir(run_dir: &Path, resume: bool) -> Result<()> {
 /// flags and how they change its configuration, what it does with the data
 /// before training, and its evaluation. [`train`] does the rest.
 pub trait ModelCommand {
-    /// The model, trained on batches of images `[batch, D]`.
+    /// The model, trained on batches of data rows `[batch, D]`.
     type Model: TrainableModel<Batch = Tensor, Config: Default> + Pictured + 'static;
     /// The family's training options outside the model's configuration
     /// (the `[training]` table of `config.toml`).
@@ -436,31 +477,54 @@ pub trait ModelCommand {
     const DESCRIPTION: &'static str;
     /// Epochs, batch size and learning rate when nothing says otherwise.
     const DEFAULTS: RunDefaults;
+    /// Whether the family also models 2-D point sets (`--data ring`, …).
+    const POINTS: bool = false;
 
     /// The common flags inside the family's.
     fn run_flags(flags: &Self::Flags) -> &RunFlags;
 
+    /// The defaults for the data set `data` ([`Self::DEFAULTS`] for all).
+    fn defaults(_data: DataArg) -> RunDefaults {
+        Self::DEFAULTS
+    }
+
+    /// The configuration when no file gives one, for the data set `data`.
+    fn default_config(_data: DataArg) -> <Self::Model as TrainableModel>::Config {
+        Default::default()
+    }
+
     /// Writes the flags given onto the configuration and training options
-    /// read from a file (or the defaults), then validates them.
+    /// read from a file (or the defaults), then validates them against the
+    /// run's settings.
     ///
     /// # Errors
     /// An invalid combination; the library's `validate()`.
     fn apply_flags(
         flags: &Self::Flags,
+        settings: &RunSettings,
         config: &mut <Self::Model as TrainableModel>::Config,
         training: &mut Self::Training,
     ) -> Result<()>;
 
+    /// The optimizer settings (every group's): Adam with the run's learning
+    /// rate and otherwise its defaults.
+    fn adam(_training: &Self::Training, settings: &RunSettings) -> AdamConfig {
+        AdamConfig {
+            lr: settings.lr,
+            ..Default::default()
+        }
+    }
+
     /// Before the first step: data-dependent initialisation and the
-    /// end-of-epoch evaluation on the test images.
+    /// end-of-epoch evaluation on the test rows.
     ///
     /// # Errors
     /// The model's errors.
     fn prepare(
         trainer: Trainer<Self::Model>,
         training: &Self::Training,
-        train_images: &Tensor,
-        test_images: Tensor,
+        data: &TrainData,
+        device: &Device,
     ) -> Result<Trainer<Self::Model>>;
 
     /// A warning to print before training, if the settings deserve one.
@@ -478,8 +542,17 @@ pub trait ModelCommand {
 pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
     let family = <C::Model as TrainableModel>::FAMILY;
     let run_flags = C::run_flags(flags);
-    let (mut run, mut config, mut training) = TrainRun::start::<_, C::Training>(run_flags, family, C::DEFAULTS)?;
-    C::apply_flags(flags, &mut config, &mut training).with_context(|| match &run_flags.config {
+    let (mut run, mut config, mut training) = TrainRun::start::<_, C::Training>(run_flags, family, C::defaults)?;
+    if run.settings.data.points().is_some() && !C::POINTS {
+        bail!(
+            "`deepgen train {family}` models 28×28 images; --data {} is a 2-D point set (for gan)",
+            run.settings.data.name()
+        );
+    }
+    if run_flags.config.is_none() && !run.resume {
+        config = C::default_config(run.settings.data);
+    }
+    C::apply_flags(flags, &run.settings, &mut config, &mut training).with_context(|| match &run_flags.config {
         Some(path) => format!("invalid {family} options (from `{}` and the flags)", path.display()),
         None => format!("invalid {family} options"),
     })?;
@@ -488,15 +561,15 @@ pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
     }
     let device = run.open_device()?;
     let data = run.load_data()?;
-    let test_images = data.test_images.to_device(&device)?;
+    let test = data.test.to_device(&device)?;
     let batcher_config = BatcherConfig {
         batch_size: run.settings.batch_size,
         ..Default::default()
     };
-    let mut batches = ImageBatcher::new(&data.train_images, batcher_config, &device)?;
-    let trainer = Trainer::<C::Model>::new(&config, run.adam(), run.settings.seed, &device)?;
-    let mut trainer = C::prepare(trainer, &training, &data.train_images, test_images.clone())?;
-    let mut pictures = EpochPictures::new(trainer.model(), &run.run_dir, &test_images, run.settings.seed)?;
+    let mut batches = ImageBatcher::new(&data.train, batcher_config, &device)?;
+    let trainer = Trainer::<C::Model>::new(&config, C::adam(&training, &run.settings), run.settings.seed, &device)?;
+    let mut trainer = C::prepare(trainer, &training, &data, &device)?;
+    let mut pictures = EpochPictures::new(trainer.model(), &run.run_dir, &test, run.settings.seed)?;
 
     let file = run.file(family, config.clone(), training);
     run.create_run_dir(&file)?;
@@ -504,7 +577,7 @@ pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
         "training {} ({} parameters) {}",
         C::DESCRIPTION,
         group_thousands(trainer.parameter_count()),
-        run.data_summary(&data)
+        data.summary
     ));
     run.announce(&format!(
         "model {}; training {}",
@@ -518,7 +591,7 @@ pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
     else {
         return Ok(());
     };
-    let written = final_pictures(&run.run_dir, &test_images, trainer.model())?;
+    let written = final_pictures(&run.run_dir, &test, trainer.model())?;
     run.say_done(&records, &done_summary(&records), &[]);
     say_pictures(&written);
     Ok(())
@@ -672,14 +745,14 @@ mod tests {
             seed: Some(9),
             ..Default::default()
         };
-        let settings = RunSettings::resolve(&file, &flags, defaults)?;
+        let settings = RunSettings::resolve(&file, &flags, |_| defaults)?;
         assert_eq!((settings.epochs, settings.batch_size, settings.seed), (3, 128, 9));
         assert_eq!(settings.device, DeviceChoice::Cpu);
         let zero = RunTable {
             batch_size: Some(0),
             ..Default::default()
         };
-        let err = RunSettings::resolve(&zero, &RunFlags::default(), defaults)
+        let err = RunSettings::resolve(&zero, &RunFlags::default(), |_| defaults)
             .err()
             .map(|e| e.to_string());
         assert_eq!(err.as_deref(), Some("run.batch_size = 0: must be at least 1"));

@@ -1,9 +1,10 @@
 //! `deepgen sample <model>`: prior samples of a trained generative model as
 //! a PNG grid and, on request, an IDX file (the MNIST format, uint8 28×28)
-//! that any MNIST evaluator can score.
+//! that any MNIST evaluator can score; a model of 2-D points draws a
+//! scatter plot.
 
 use crate::args::at_least_one;
-use crate::pictures::{Pictured, save_grid_png};
+use crate::pictures::{Pictured, save_grid_png, save_points_png};
 use crate::run::{checkpoint_file, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -78,9 +79,27 @@ pub fn sample<M: TrainableModel + Pictured>(args: &SampleArgs) -> Result<()> {
     let Some(images) = draw_samples(&model, args.n, args.seed, &device)? else {
         bail!("a `{}` model has no prior to sample from", M::FAMILY);
     };
+    let mut written = vec![args.out.display().to_string()];
+    if model.generates_points() {
+        if let Some(idx) = &args.idx {
+            bail!(
+                "`{}` is a model of 2-D points; --idx `{}` writes 28×28 images (leave it out: the samples are drawn as a scatter plot)",
+                args.checkpoint.display(),
+                idx.display()
+            );
+        }
+        let title = format!("{} samples (seed {})", args.n, args.seed);
+        save_points_png(&images, None, &title, &args.out)?;
+        say(&format!(
+            "{} 2-D samples of `{}`: {}",
+            args.n,
+            args.checkpoint.display(),
+            written[0]
+        ));
+        return Ok(());
+    }
     let cols = args.cols.unwrap_or_else(|| (args.n as f64).sqrt().ceil() as usize);
     save_grid_png(&images, cols, &args.out)?;
-    let mut written = vec![args.out.display().to_string()];
     if let Some(idx) = &args.idx {
         deepgen_data::write_idx_images(idx, &images).with_context(|| format!("cannot write `{}`", idx.display()))?;
         written.push(idx.display().to_string());

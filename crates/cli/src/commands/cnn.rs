@@ -178,7 +178,7 @@ fn check_mnist_spec(spec: &Spec) -> Result<()> {
 
 /// `deepgen train cnn`: trains a classifier through core's loop.
 pub fn train(args: &TrainArgs) -> Result<()> {
-    let (mut run, table, training) = TrainRun::start::<CnnTable, NoTraining>(&args.run, "cnn", DEFAULTS)?;
+    let (mut run, table, training) = TrainRun::start::<CnnTable, NoTraining>(&args.run, "cnn", |_| DEFAULTS)?;
     // `--spec`, else the config file's (with --resume, the run's own), else the default.
     let spec = parse_spec(
         args.spec
@@ -188,7 +188,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     )?;
     check_mnist_spec(&spec)?;
     let device = run.open_device()?;
-    let data = run.load_data()?;
+    let data = load_dataset(run.settings.data.require_images()?, &run.settings.data_dir)?;
 
     let (test_images, test_labels) = (data.test_images.clone(), data.test_labels.clone());
     let mut classifier = Classifier::new(&spec, run.adam(), run.settings.seed, &device)?
@@ -208,9 +208,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     );
     run.create_run_dir(&file)?;
     run.announce(&format!(
-        "training `{spec}` ({} parameters) {}",
+        "training `{spec}` ({} parameters) on {} ({} train / {} test images)",
         group_thousands(classifier.model().n_parameters()),
-        run.data_summary(&data)
+        run.settings.data.name(),
+        data.n_train(),
+        data.n_test()
     ));
     run.announce(&run.schedule_summary(&device));
     let Some(records) = run.fit(&mut classifier, &mut batches, &file, |_, _| Ok(()))? else {
@@ -231,7 +233,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let evaluator = Evaluator::load(&args.run, &device)
         .with_context(|| format!("cannot load the classifier in `{}`", args.run.display()))?;
     check_mnist_spec(evaluator.model().spec())?;
-    let dataset = args.data.dataset();
+    let dataset = args.data.require_images()?;
     let data = load_dataset(dataset, &args.data.dir(args.data_dir.as_deref()))?;
     let (loss, accuracy) = evaluator.accuracy(&data.test_images, &data.test_labels)?;
     let evaluation = evaluator.evaluate(&data.test_images)?;

@@ -7,10 +7,10 @@ use crate::args::{RunFlags, at_least_one, non_negative_f64, positive_f64};
 use crate::commands::vae::set;
 use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
 use crate::pictures::Pictured;
-use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, checkpoint_file, open_device};
+use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, checkpoint_file, open_device};
 use anyhow::{Context, Result};
 use deepgen_core::Trainer;
-use deepgen_core::candle::Tensor;
+use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::trainer::config_json;
 use deepgen_hvae::{Hvae, HvaeConfig, KlSchedule, load_hvae};
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ impl ModelCommand for HvaeCommand {
         &flags.run
     }
 
-    fn apply_flags(f: &TrainArgs, c: &mut HvaeConfig, training: &mut HvaeTraining) -> Result<()> {
+    fn apply_flags(f: &TrainArgs, _: &RunSettings, c: &mut HvaeConfig, training: &mut HvaeTraining) -> Result<()> {
         set(&mut c.latent1, f.z1);
         set(&mut c.latent2, f.z2);
         set(&mut c.hidden1, f.hidden1.clone());
@@ -97,7 +97,13 @@ impl ModelCommand for HvaeCommand {
         Ok(c.validate()?)
     }
 
-    fn prepare(trainer: Trainer<Hvae>, training: &HvaeTraining, _: &Tensor, test: Tensor) -> Result<Trainer<Hvae>> {
+    fn prepare(
+        trainer: Trainer<Hvae>,
+        training: &HvaeTraining,
+        data: &TrainData,
+        device: &Device,
+    ) -> Result<Trainer<Hvae>> {
+        let test = data.test.to_device(device)?;
         let log_px = training.eval_k.map(|k| (k, LOG_PX_IMAGES));
         Ok(trainer.with_evaluation(move |m, rng| Ok(m.test_metrics(&test, EVAL_BATCH, log_px, rng)?)))
     }
@@ -109,8 +115,8 @@ impl ModelCommand for HvaeCommand {
 }
 
 impl Pictured for Hvae {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(Hvae::reconstruct(self, xs)?)
+    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(Hvae::reconstruct(self, xs)?))
     }
     /// The noise is `[eps2 | eps1]`: `z2` first, as the prior draws it.
     fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
@@ -122,8 +128,8 @@ impl Pictured for Hvae {
     fn noise_dim(&self) -> usize {
         self.config().latent1 + self.config().latent2
     }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        Ok(Hvae::interpolate(self, x_a, x_b, n_steps)?)
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>> {
+        Ok(Some(Hvae::interpolate(self, x_a, x_b, n_steps)?))
     }
 }
 

@@ -2,5 +2,6 @@
 //! functions.
 
 pub mod cnn;
+pub mod gan;
 pub mod hvae;
 pub mod vae;

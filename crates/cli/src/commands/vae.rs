@@ -6,10 +6,10 @@
 use crate::args::{RunFlags, at_least_one, non_negative_f64};
 use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
 use crate::pictures::{MANIFOLD_SIDE, Pictured};
-use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, checkpoint_file, open_device};
+use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, checkpoint_file, open_device};
 use anyhow::{Context, Result};
 use deepgen_core::Trainer;
-use deepgen_core::candle::Tensor;
+use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::trainer::config_json;
 use deepgen_vae::{AeConfig, AeKind, Architecture, Autoencoder, DecoderKind, Objective, PriorKind, Vae, VaeConfig};
 use deepgen_vae::{Reconstruction, SparsityPenalty, load_vae};
@@ -91,7 +91,7 @@ impl ModelCommand for VaeCommand {
         &flags.run
     }
 
-    fn apply_flags(f: &TrainArgs, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
+    fn apply_flags(f: &TrainArgs, _: &RunSettings, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
         set(&mut c.architecture, f.arch);
         set(&mut c.hidden_dim, f.hidden);
         set(&mut c.latent_dim, f.latent);
@@ -104,10 +104,16 @@ impl ModelCommand for VaeCommand {
         Ok(c.validate()?)
     }
 
-    fn prepare(trainer: Trainer<Vae>, training: &VaeTraining, train: &Tensor, test: Tensor) -> Result<Trainer<Vae>> {
+    fn prepare(
+        trainer: Trainer<Vae>,
+        training: &VaeTraining,
+        data: &TrainData,
+        device: &Device,
+    ) -> Result<Trainer<Vae>> {
         if training.output_bias == OutputBias::Marginal {
-            trainer.model().decoder().init_output_bias(train)?;
+            trainer.model().decoder().init_output_bias(&data.train)?;
         }
+        let test = data.test.to_device(device)?;
         Ok(trainer.with_evaluation(move |vae, rng| Ok(vae.test_metrics(&test, EVAL_BATCH, rng)?)))
     }
 }
@@ -120,8 +126,8 @@ pub fn set<T>(value: &mut T, new: Option<T>) {
 }
 
 impl Pictured for Vae {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(Vae::reconstruct(self, xs)?)
+    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(Vae::reconstruct(self, xs)?))
     }
     fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(Vae::generate(self, eps)?))
@@ -129,8 +135,8 @@ impl Pictured for Vae {
     fn noise_dim(&self) -> usize {
         self.config().latent_dim
     }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        Ok(Vae::interpolate(self, x_a, x_b, n_steps)?)
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>> {
+        Ok(Some(Vae::interpolate(self, x_a, x_b, n_steps)?))
     }
     fn manifold(&self) -> Result<Option<Tensor>> {
         Ok((self.noise_dim() == 2)
@@ -208,7 +214,7 @@ impl ModelCommand for AeCommand {
         &flags.run
     }
 
-    fn apply_flags(f: &AeTrainArgs, c: &mut AeConfig, _: &mut NoTraining) -> Result<()> {
+    fn apply_flags(f: &AeTrainArgs, _: &RunSettings, c: &mut AeConfig, _: &mut NoTraining) -> Result<()> {
         set(&mut c.kind, f.kind);
         set(&mut c.hidden_dim, f.hidden);
         set(&mut c.latent_dim, f.latent);
@@ -221,9 +227,10 @@ impl ModelCommand for AeCommand {
     fn prepare(
         trainer: Trainer<Autoencoder>,
         _: &NoTraining,
-        _: &Tensor,
-        test: Tensor,
+        data: &TrainData,
+        device: &Device,
     ) -> Result<Trainer<Autoencoder>> {
+        let test = data.test.to_device(device)?;
         Ok(trainer.with_evaluation(move |ae, _| Ok(ae.test_metrics(&test, EVAL_BATCH)?)))
     }
 }
@@ -234,8 +241,8 @@ impl ModelCommand for AeCommand {
 pub struct NoTraining {}
 
 impl Pictured for Autoencoder {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(Autoencoder::reconstruct(self, xs)?)
+    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(Autoencoder::reconstruct(self, xs)?))
     }
     fn generate(&self, _eps: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
@@ -243,7 +250,7 @@ impl Pictured for Autoencoder {
     fn noise_dim(&self) -> usize {
         self.config().latent_dim
     }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Tensor> {
-        Ok(Autoencoder::interpolate(self, x_a, x_b, n_steps)?)
+    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>> {
+        Ok(Some(Autoencoder::interpolate(self, x_a, x_b, n_steps)?))
     }
 }

@@ -1,0 +1,270 @@
+//! [`GanConfig`]: plain serde data (a TOML table in a run's `config.toml`,
+//! JSON in checkpoints; missing keys keep their defaults, unknown keys are
+//! errors), with its validation.
+
+use crate::loss::GanLoss;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Flattened size of a 28×28 image, the DCGAN pair's data.
+pub const IMAGE_DIM: usize = 28 * 28;
+
+/// Which generator and discriminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// MLPs for low-dimensional points ([`crate::mlp`]).
+    Mlp,
+    /// The DCGAN pair for 28×28 images ([`crate::dcgan`]).
+    #[default]
+    Dcgan,
+}
+
+impl Network {
+    /// The flag's and the config's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Mlp => "mlp",
+            Network::Dcgan => "dcgan",
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Network {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Network::Mlp, Network::Dcgan]
+            .into_iter()
+            .find(|n| n.name() == s)
+            .ok_or_else(|| Error::invalid("network", s, "mlp or dcgan"))
+    }
+}
+
+/// A GAN's networks, loss and regularisers.
+///
+/// `Default` is the DCGAN of `anchors/torch_dcgan_mnist.py`: 100-dim
+/// latent, the non-saturating loss, no packing, no penalty.
+/// [`GanConfig::points`] is the MLP pair of PacGAN's 2-D experiments.
+///
+/// ```
+/// use deepgen_gan::{GanConfig, GanLoss};
+/// assert!(GanConfig::default().validate().is_ok());
+/// let wgan = GanConfig { loss: GanLoss::Wasserstein, gradient_penalty: 10.0, ..GanConfig::points(2) };
+/// assert!(wgan.validate().is_ok());
+/// // A penalty needs the MLP discriminator's written-out input gradient.
+/// assert!(GanConfig { gradient_penalty: 10.0, ..Default::default() }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GanConfig {
+    /// The generator and discriminator.
+    pub network: Network,
+    /// Size of one data point (2 for the 2-D sets; 784 for the DCGAN).
+    pub data_dim: usize,
+    /// Size of the noise `z ~ N(0, I)` (DCGAN: 100; PacGAN's 2-D runs: 2).
+    pub latent_dim: usize,
+    /// MLP generator's hidden widths (PacGAN: four layers of 400 ReLU units).
+    pub generator_hidden: Vec<usize>,
+    /// MLP discriminator's hidden widths (PacGAN: three layers of 200).
+    pub discriminator_hidden: Vec<usize>,
+    /// Linear pieces of each MLP discriminator unit: maxout with `k ≥ 2`
+    /// (PacGAN: 5), leaky ReLU with 1.
+    pub maxout: usize,
+    /// The adversarial loss.
+    pub loss: GanLoss,
+    /// Samples per discriminator input (PacGAN's `m`; 1: no packing).
+    pub pack: usize,
+    /// Weight `λ` of the WGAN-GP penalty (0: none; Gulrajani et al.: 10).
+    pub gradient_penalty: f64,
+    /// Weight `γ` of the R1 penalty `γ/2 E‖∇D(x)‖²` (0: none).
+    pub r1: f64,
+}
+
+impl Default for GanConfig {
+    fn default() -> Self {
+        Self {
+            network: Network::Dcgan,
+            data_dim: IMAGE_DIM,
+            latent_dim: 100,
+            generator_hidden: vec![400; 4],
+            discriminator_hidden: vec![200; 3],
+            maxout: 5,
+            loss: GanLoss::NonSaturating,
+            pack: 1,
+            gradient_penalty: 0.0,
+            r1: 0.0,
+        }
+    }
+}
+
+impl GanConfig {
+    /// PacGAN's 2-D networks for `data_dim`-dimensional points: a 2-dim
+    /// latent, generator 4 × 400 ReLU, discriminator 3 × 200 maxout with 5
+    /// pieces.
+    pub fn points(data_dim: usize) -> Self {
+        Self {
+            network: Network::Mlp,
+            data_dim,
+            latent_dim: 2,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the model generates 28×28 images (rather than points).
+    pub fn is_images(&self) -> bool {
+        self.network == Network::Dcgan
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad value.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("data_dim", self.data_dim),
+            ("latent_dim", self.latent_dim),
+            ("maxout", self.maxout),
+            ("pack", self.pack),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::invalid(name, 0, "must be at least 1"));
+            }
+        }
+        for (name, widths) in [
+            ("generator_hidden", &self.generator_hidden),
+            ("discriminator_hidden", &self.discriminator_hidden),
+        ] {
+            if widths.contains(&0) {
+                return Err(Error::invalid(name, format!("{widths:?}"), "every layer needs a unit"));
+            }
+        }
+        for (name, value) in [("gradient_penalty", self.gradient_penalty), ("r1", self.r1)] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err(Error::invalid(name, value, "a finite weight ≥ 0 (0: off)"));
+            }
+        }
+        if self.network == Network::Dcgan && self.data_dim != IMAGE_DIM {
+            return Err(Error::invalid(
+                "data_dim",
+                self.data_dim,
+                format!("the DCGAN pair generates 28×28 images ({IMAGE_DIM} values); use network = mlp for points"),
+            ));
+        }
+        let penalised = self.gradient_penalty > 0.0 || self.r1 > 0.0;
+        if penalised && self.network != Network::Mlp {
+            return Err(Error::invalid(
+                "network",
+                self.network,
+                "gradient and R1 penalties need the MLP discriminator (its input gradient is written out layer \
+                 by layer; the DCGAN discriminator's batch norm couples the examples of a batch)",
+            ));
+        }
+        if self.loss == GanLoss::Wasserstein && self.gradient_penalty == 0.0 {
+            return Err(Error::invalid(
+                "loss",
+                self.loss,
+                "a Wasserstein critic is unbounded without a Lipschitz constraint: set gradient_penalty (--gp 10)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = [
+            (
+                GanConfig {
+                    pack: 0,
+                    ..Default::default()
+                },
+                "pack",
+            ),
+            (
+                GanConfig {
+                    gradient_penalty: -1.0,
+                    ..GanConfig::points(2)
+                },
+                "gradient_penalty",
+            ),
+            (
+                GanConfig {
+                    r1: f64::NAN,
+                    ..GanConfig::points(2)
+                },
+                "r1",
+            ),
+            (
+                GanConfig {
+                    latent_dim: 0,
+                    ..Default::default()
+                },
+                "latent_dim",
+            ),
+            (
+                GanConfig {
+                    discriminator_hidden: vec![200, 0],
+                    ..GanConfig::points(2)
+                },
+                "discriminator_hidden",
+            ),
+            (
+                GanConfig {
+                    data_dim: 2,
+                    ..Default::default()
+                },
+                "data_dim",
+            ),
+            (
+                GanConfig {
+                    r1: 1.0,
+                    ..Default::default()
+                },
+                "network",
+            ),
+            (
+                GanConfig {
+                    loss: GanLoss::Wasserstein,
+                    ..GanConfig::points(2)
+                },
+                "loss",
+            ),
+        ];
+        for (config, name) in bad {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json_and_rejects_unknown_keys() {
+        let config = GanConfig {
+            pack: 4,
+            ..GanConfig::points(2)
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert_eq!(serde_json::from_str::<GanConfig>(&json).unwrap(), config);
+        assert!(serde_json::from_str::<GanConfig>(r#"{"packs": 4}"#).is_err());
+        let partial: GanConfig = serde_json::from_str(r#"{"loss": "hinge"}"#).unwrap();
+        assert_eq!(
+            partial,
+            GanConfig {
+                loss: GanLoss::Hinge,
+                ..Default::default()
+            }
+        );
+    }
+}

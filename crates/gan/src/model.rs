@@ -1,0 +1,155 @@
+//! [`Gan`]: a generator and a discriminator built from a [`GanConfig`],
+//! with the conversions between data space (what batches and pictures hold:
+//! points, or images `[n, 784]` in `[0, 1]`) and network space (the DCGAN
+//! works on `[n, 1, 28, 28]` in `[−1, 1]`).
+
+use crate::config::{GanConfig, Network};
+use crate::dcgan::{DcganDiscriminator, DcganGenerator};
+use crate::mlp::{MlpDiscriminator, MlpGenerator};
+use crate::pack::pack;
+use crate::{Error, Result};
+use candle::{Module, ModuleT, Tensor};
+use candle_nn::VarBuilder;
+
+/// The generator of either network.
+#[derive(Debug, Clone)]
+enum Generator {
+    Mlp(MlpGenerator),
+    Dcgan(DcganGenerator),
+}
+
+/// The discriminator of either network.
+#[derive(Debug, Clone)]
+enum Discriminator {
+    Mlp(MlpDiscriminator),
+    Dcgan(DcganDiscriminator),
+}
+
+/// A GAN: `G: z ↦ x` and `D: x ↦ logit` (variables under `generator.` and
+/// `discriminator.`, the trainer's two optimizer groups).
+#[derive(Debug, Clone)]
+pub struct Gan {
+    config: GanConfig,
+    generator: Generator,
+    discriminator: Discriminator,
+}
+
+impl Gan {
+    /// The networks of `config` under `vb`.
+    ///
+    /// # Errors
+    /// An invalid configuration; Candle errors.
+    pub fn new(config: &GanConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let (g, d) = (vb.pp("generator"), vb.pp("discriminator"));
+        let (generator, discriminator) = match config.network {
+            Network::Mlp => (
+                Generator::Mlp(MlpGenerator::new(
+                    config.latent_dim,
+                    &config.generator_hidden,
+                    config.data_dim,
+                    g,
+                )?),
+                Discriminator::Mlp(MlpDiscriminator::new(
+                    config.data_dim * config.pack,
+                    &config.discriminator_hidden,
+                    config.maxout,
+                    d,
+                )?),
+            ),
+            Network::Dcgan => (
+                Generator::Dcgan(DcganGenerator::new(config.latent_dim, g)?),
+                Discriminator::Dcgan(DcganDiscriminator::new(config.pack, d)?),
+            ),
+        };
+        Ok(Self {
+            config: config.clone(),
+            generator,
+            discriminator,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GanConfig {
+        &self.config
+    }
+
+    /// Samples in data space from noise `z` `[n, latent_dim]`, with batch
+    /// norm in evaluation mode (PyTorch's `G.eval()`).
+    ///
+    /// # Errors
+    /// A noise batch of the wrong width; Candle errors.
+    pub fn generate(&self, z: &Tensor) -> Result<Tensor> {
+        self.to_data_space(&self.generator_forward(z, false)?)
+    }
+
+    /// `G(z)` in network space; batch statistics when `train`.
+    ///
+    /// # Errors
+    /// A noise batch of the wrong width; Candle errors.
+    pub fn generator_forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        if z.rank() != 2 || z.dim(1)? != self.config.latent_dim {
+            return Err(Error::BadShape {
+                what: "noise",
+                got: z.dims().to_vec(),
+                expected: format!("[n, {}]", self.config.latent_dim),
+            });
+        }
+        Ok(match &self.generator {
+            Generator::Mlp(g) => g.forward(z)?,
+            Generator::Dcgan(g) => g.forward_t(z, train)?,
+        })
+    }
+
+    /// `D` of the packs of `xs` (network space, a multiple of the pack size
+    /// of samples): `[n / pack]` logits.
+    ///
+    /// # Errors
+    /// A batch that does not pack; Candle errors.
+    pub fn discriminate(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let packed = pack(xs, self.config.pack)?;
+        Ok(match &self.discriminator {
+            Discriminator::Mlp(d) => d.forward(&packed)?,
+            Discriminator::Dcgan(d) => d.forward_t(&packed, train)?,
+        })
+    }
+
+    /// The discriminator as an [`InputGradient`] (of packed inputs), for
+    /// the penalties; `None` for the DCGAN.
+    pub fn penalisable(&self) -> Option<&MlpDiscriminator> {
+        match &self.discriminator {
+            Discriminator::Mlp(d) => Some(d),
+            Discriminator::Dcgan(_) => None,
+        }
+    }
+
+    /// Data-space rows `[n, data_dim]` (images in `[0, 1]`) in network
+    /// space (images `[n, 1, 28, 28]` in `[−1, 1]`).
+    ///
+    /// # Errors
+    /// Rows of the wrong width; Candle errors.
+    pub fn to_network_space(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.rank() != 2 || xs.dim(1)? != self.config.data_dim {
+            return Err(Error::BadShape {
+                what: "data batch",
+                got: xs.dims().to_vec(),
+                expected: format!("[n, {}]", self.config.data_dim),
+            });
+        }
+        Ok(match self.config.network {
+            Network::Mlp => xs.clone(),
+            Network::Dcgan => xs.affine(2.0, -1.0)?.reshape((xs.dim(0)?, 1, 28, 28))?,
+        })
+    }
+
+    /// The inverse of [`Gan::to_network_space`] (images clamped to `[0, 1]`).
+    ///
+    /// # Errors
+    /// Candle errors.
+    pub fn to_data_space(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(match self.config.network {
+            Network::Mlp => xs.clone(),
+            Network::Dcgan => xs.affine(0.5, 0.5)?.clamp(0.0, 1.0)?.reshape((xs.dim(0)?, ()))?,
+        })
+    }
+}
