@@ -73,6 +73,8 @@ pub struct GanConfig {
     pub latent_dim: usize,
     /// MLP generator's hidden widths (PacGAN: four layers of 400 ReLU units).
     pub generator_hidden: Vec<usize>,
+    /// Batch norm after each hidden layer of the MLP generator (PacGAN: yes).
+    pub generator_batch_norm: bool,
     /// MLP discriminator's hidden widths (PacGAN: three layers of 200).
     pub discriminator_hidden: Vec<usize>,
     /// Linear pieces of each MLP discriminator unit: maxout with `k ≥ 2`
@@ -95,6 +97,7 @@ impl Default for GanConfig {
             data_dim: IMAGE_DIM,
             latent_dim: 100,
             generator_hidden: vec![400; 4],
+            generator_batch_norm: true,
             discriminator_hidden: vec![200; 3],
             maxout: 5,
             loss: GanLoss::NonSaturating,
@@ -107,7 +110,7 @@ impl Default for GanConfig {
 
 impl GanConfig {
     /// PacGAN's 2-D networks for `data_dim`-dimensional points: a 2-dim
-    /// latent, generator 4 × 400 ReLU, discriminator 3 × 200 maxout with 5
+    /// latent, generator 4 × 400 ReLU with batch norm, discriminator 3 × 200 maxout with 5
     /// pieces.
     pub fn points(data_dim: usize) -> Self {
         Self {

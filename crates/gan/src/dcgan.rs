@@ -28,8 +28,11 @@ const SIDE: usize = 7;
 /// Slope of D's leaky ReLU.
 const LEAKY_SLOPE: f64 = 0.2;
 
-/// PyTorch's `BatchNorm2d` defaults.
-fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
+/// Batch norm with PyTorch's defaults (`eps` 1e-5, momentum 0.1, affine).
+///
+/// # Errors
+/// Candle errors.
+pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
     let config = BatchNormConfig {
         eps: 1e-5,
         remove_mean: true,

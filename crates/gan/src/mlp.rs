@@ -6,39 +6,60 @@
 
 use crate::penalty::InputGradient;
 use crate::{Error, Result};
-use candle::{Module, Tensor};
+use candle::{Module, ModuleT, Tensor};
+use candle_nn::BatchNorm;
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Linear, linear};
 
 /// Slope of the leaky ReLU for `x < 0` (DCGAN's 0.2).
 pub const LEAKY_SLOPE: f64 = 0.2;
 
-/// `z → h₁ → … → x`: ReLU hidden layers, a linear output.
+/// `z → h₁ → … → x`: hidden layers `Linear → [BatchNorm] → ReLU` (PacGAN's
+/// generator has batch norm), a linear output.
 #[derive(Debug, Clone)]
 pub struct MlpGenerator {
     hidden: Vec<Linear>,
+    norms: Option<Vec<BatchNorm>>,
     output: Linear,
 }
 
 impl MlpGenerator {
-    /// Layers `latent_dim → hidden… → out_dim` under `vb` (`hidden.i`, `output`).
+    /// Layers `latent_dim → hidden… → out_dim` under `vb` (`hidden.i`,
+    /// `norm.i` when `batch_norm`, `output`).
     ///
     /// # Errors
     /// Candle errors.
-    pub fn new(latent_dim: usize, hidden: &[usize], out_dim: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(latent_dim: usize, hidden: &[usize], out_dim: usize, batch_norm: bool, vb: VarBuilder) -> Result<Self> {
         let (layers, last) = stack(latent_dim, hidden, 1, &vb)?;
+        let norms = if batch_norm {
+            let norms = hidden
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| crate::dcgan::batch_norm(w, vb.pp(format!("norm.{i}"))))
+                .collect::<Result<Vec<_>>>()?;
+            Some(norms)
+        } else {
+            None
+        };
         Ok(Self {
             hidden: layers,
+            norms,
             output: linear(last, out_dim, vb.pp("output"))?,
         })
     }
 }
 
-impl Module for MlpGenerator {
-    fn forward(&self, z: &Tensor) -> candle::Result<Tensor> {
+impl ModuleT for MlpGenerator {
+    /// Batch statistics when `train` (running ones updated), the running
+    /// statistics otherwise.
+    fn forward_t(&self, z: &Tensor, train: bool) -> candle::Result<Tensor> {
         let mut h = z.clone();
-        for layer in &self.hidden {
-            h = layer.forward(&h)?.relu()?;
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = layer.forward(&h)?;
+            if let Some(norms) = &self.norms {
+                h = norms[i].forward_t(&h, train)?;
+            }
+            h = h.relu()?;
         }
         self.output.forward(&h)
     }
@@ -198,10 +219,11 @@ mod tests {
     fn shapes() -> Result<()> {
         let varmap = VarMap::new();
         let vb = deepgen_core::seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu);
-        let g = MlpGenerator::new(2, &[8, 8], 2, vb.pp("g"))?;
+        let g = MlpGenerator::new(2, &[8, 8], 2, true, vb.pp("g"))?;
         let d = MlpDiscriminator::new(4, &[6], 5, vb.pp("d"))?;
         let z = Tensor::zeros((10, 2), DType::F32, &Device::Cpu)?;
-        assert_eq!(g.forward(&z)?.dims(), &[10, 2]);
+        assert_eq!(g.forward_t(&z, true)?.dims(), &[10, 2]);
+        assert_eq!(g.forward_t(&z, false)?.dims(), &[10, 2]);
         let x = Tensor::zeros((5, 4), DType::F32, &Device::Cpu)?;
         assert_eq!(d.forward(&x)?.dims(), &[5]);
         assert_eq!(d.input_gradient(&x)?.dims(), &[5, 4]);

@@ -48,6 +48,7 @@ impl Gan {
                     config.latent_dim,
                     &config.generator_hidden,
                     config.data_dim,
+                    config.generator_batch_norm,
                     g,
                 )?),
                 Discriminator::Mlp(MlpDiscriminator::new(
@@ -96,7 +97,7 @@ impl Gan {
             });
         }
         Ok(match &self.generator {
-            Generator::Mlp(g) => g.forward(z)?,
+            Generator::Mlp(g) => g.forward_t(z, train)?,
             Generator::Dcgan(g) => g.forward_t(z, train)?,
         })
     }

@@ -201,7 +201,7 @@ mod tests {
         let mut trainer = trainer(&config);
         let mut rng = rng_from_seed(2);
         // Train the discriminator alone until it rejects the untrained generator's samples.
-        for _ in 0..300 {
+        for _ in 0..600 {
             let xs = Synthetic2d::Ring.sample(64, &mut rng, &Device::Cpu).unwrap();
             let (model, optimizers) = trainer.model_and_optimizers();
             let z = randn(&mut rng, (64, 2), &Device::Cpu).unwrap();

@@ -46,6 +46,9 @@ pub struct TrainArgs {
     /// MLP generator's hidden widths, comma-separated [default: 400,400,400,400].
     #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
     pub g_hidden: Option<Vec<usize>>,
+    /// Batch norm in the MLP generator's hidden layers, true or false [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub g_batch_norm: Option<bool>,
     /// MLP discriminator's hidden widths, comma-separated [default: 200,200,200].
     #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
     pub d_hidden: Option<Vec<usize>>,
@@ -134,6 +137,7 @@ impl ModelCommand for GanCommand {
         set(&mut c.r1, f.r1);
         set(&mut c.latent_dim, f.latent);
         set(&mut c.generator_hidden, f.g_hidden.clone());
+        set(&mut c.generator_batch_norm, f.g_batch_norm);
         set(&mut c.discriminator_hidden, f.d_hidden.clone());
         set(&mut c.maxout, f.maxout);
         t.beta1 = Some(f.beta1.or(t.beta1).unwrap_or(if points { 0.8 } else { 0.5 }));
