@@ -250,7 +250,7 @@ fn loss_history(run_dir: &Path) -> Result<Vec<History>> {
 /// Draws `loss_curve.png` in the run directory from its `metrics.csv`, when
 /// there are at least two epochs to connect; returns its path if drawn. The
 /// picture is titled with the run directory's name, its x axis counts
-/// epochs and its y axis is the loss per image.
+/// epochs and its y axis is the loss per example (image or point).
 ///
 /// # Errors
 /// When the metrics cannot be read or the picture cannot be written.
@@ -268,6 +268,6 @@ pub fn save_loss_curve(run_dir: &Path) -> Result<Option<PathBuf>> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let path = run_dir.join("loss_curve.png");
-    crate::plot::line_plot(&series, &title, "epoch", "loss per image", &path)?;
+    crate::plot::line_plot(&series, &title, "epoch", "loss per example", &path)?;
     Ok(Some(path))
 }
