@@ -506,9 +506,10 @@ pub trait ModelCommand {
         training: &mut Self::Training,
     ) -> Result<()>;
 
-    /// The optimizer settings (every group's): Adam with the run's learning
-    /// rate and otherwise its defaults.
-    fn adam(_training: &Self::Training, settings: &RunSettings) -> AdamConfig {
+    /// The optimizer settings (every group's) for a run of `total_steps`
+    /// optimizer steps: Adam with the run's learning rate and otherwise its
+    /// defaults.
+    fn adam(_training: &Self::Training, settings: &RunSettings, _total_steps: usize) -> AdamConfig {
         AdamConfig {
             lr: settings.lr,
             ..Default::default()
@@ -567,7 +568,9 @@ pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
         ..Default::default()
     };
     let mut batches = ImageBatcher::new(&data.train, batcher_config, &device)?;
-    let trainer = Trainer::<C::Model>::new(&config, C::adam(&training, &run.settings), run.settings.seed, &device)?;
+    let total_steps = batches.n_batches() * run.settings.epochs;
+    let adam = C::adam(&training, &run.settings, total_steps);
+    let trainer = Trainer::<C::Model>::new(&config, adam, run.settings.seed, &device)?;
     let mut trainer = C::prepare(trainer, &training, &data, &device)?;
     let mut pictures = EpochPictures::new(trainer.model(), &run.run_dir, &test, run.settings.seed)?;
 

@@ -59,8 +59,18 @@ fn bad_flags_are_rejected_with_their_reason() {
 fn a_two_dimensional_run_trains_samples_and_evaluates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("ring");
-    let output = train_ring(&run, &["--pack", "2"]);
+    let output = train_ring(&run, &["--pack", "2", "--cosine"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    for line in [
+        "network = \"mlp\"",
+        "pack = 2",
+        "cosine = true",
+        "beta1 = 0.8",
+        "data = \"ring\"",
+    ] {
+        assert!(config.contains(line), "`{line}` not in {config}");
+    }
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
     let header = metrics.lines().next().unwrap_or_default();
     for column in [

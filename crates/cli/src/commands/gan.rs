@@ -16,7 +16,7 @@ use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::derived_rng;
-use deepgen_core::{AdamConfig, DeviceChoice, Metrics, Trainer, load_model};
+use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Metrics, Trainer, load_model};
 use deepgen_data::{HIGH_QUALITY_STDS, Synthetic2d, tensor_to_points};
 use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,9 @@ pub struct TrainArgs {
     /// Pieces of the MLP discriminator's maxout units (1: leaky ReLU) [default: 5].
     #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub maxout: Option<usize>,
+    /// Anneal the learning rate to 1 % of --lr over the run with a half cosine (PyTorch's CosineAnnealingLR).
+    #[arg(long)]
+    pub cosine: bool,
     /// Adam's β₁ for both networks [default: 0.5 for images (DCGAN), 0.8 for points (PacGAN)].
     #[arg(long, value_name = "B", allow_hyphen_values = true, value_parser = non_negative_f64)]
     pub beta1: Option<f64>,
@@ -68,6 +71,8 @@ pub struct TrainArgs {
 pub struct GanTraining {
     /// Adam's β₁ (β₂ = 0.999).
     pub beta1: Option<f64>,
+    /// Learning rate annealed by a half cosine to 1 % of the run's over all its steps.
+    pub cosine: bool,
 }
 
 /// `deepgen train gan`.
@@ -141,17 +146,27 @@ impl ModelCommand for GanCommand {
         set(&mut c.discriminator_hidden, f.d_hidden.clone());
         set(&mut c.maxout, f.maxout);
         t.beta1 = Some(f.beta1.or(t.beta1).unwrap_or(if points { 0.8 } else { 0.5 }));
+        t.cosine |= f.cosine;
         if t.beta1.is_some_and(|b| b >= 1.0) {
             bail!("--beta1 {}: must be in [0, 1)", t.beta1.unwrap_or_default());
         }
         Ok(c.validate()?)
     }
 
-    fn adam(t: &GanTraining, settings: &RunSettings) -> AdamConfig {
+    fn adam(t: &GanTraining, settings: &RunSettings, total_steps: usize) -> AdamConfig {
+        let schedule = if t.cosine {
+            LrSchedule::Cosine {
+                total_steps,
+                min_lr: 0.01 * settings.lr,
+            }
+        } else {
+            LrSchedule::Constant
+        };
         AdamConfig {
             lr: settings.lr,
             beta1: t.beta1.unwrap_or(0.5),
             beta2: 0.999,
+            schedule,
             ..Default::default()
         }
     }
