@@ -82,12 +82,19 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The workspace root: the parent of this crate's manifest directory.
+/// The workspace root: the parent of this crate's manifest directory, as
+/// `cargo run` gives it at run time. The compile-time value is only the
+/// fallback: cargo does not rebuild xtask when the checkout moves, so a
+/// target directory shared between clones (CI's cache) holds a binary whose
+/// compile-time path may belong to another clone.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// `cargo <sub>` with the variables that `cargo run` set for xtask removed.
