@@ -117,12 +117,10 @@ impl ModelCommand for GanCommand {
 
     fn apply_flags(f: &TrainArgs, settings: &RunSettings, c: &mut GanConfig, t: &mut GanTraining) -> Result<()> {
         if let Some(network) = f.network {
-            *c = GanConfig { network, ..c.clone() };
-            c.data_dim = if network == Network::Dcgan {
-                deepgen_gan::IMAGE_DIM
-            } else {
-                c.data_dim
-            };
+            c.network = network;
+            if network == Network::Dcgan {
+                c.data_dim = deepgen_gan::IMAGE_DIM;
+            }
         }
         let points = settings.data.points().is_some();
         match (points, c.network) {
