@@ -1,0 +1,196 @@
+//! [`ScoreConfig`]: plain serde data (a TOML table in a run's
+//! `config.toml`, JSON in checkpoints; missing keys keep their defaults,
+//! unknown keys are errors), with its validation.
+
+use crate::loss::Projection;
+use crate::noise::NoiseLevels;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The training objective ([`crate::loss`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreLoss {
+    /// Explicit score matching with the exact trace (`d` tangents per example).
+    Esm,
+    /// Sliced score matching.
+    Ssm,
+    /// Sliced score matching, variance-reduced (`½‖s‖²` in closed form).
+    SsmVr,
+    /// Denoising score matching; multi-level (NCSN) when noise-conditional.
+    #[default]
+    Dsm,
+}
+
+impl ScoreLoss {
+    /// Every loss, in the order of the flag's help.
+    pub const ALL: [ScoreLoss; 4] = [ScoreLoss::Esm, ScoreLoss::Ssm, ScoreLoss::SsmVr, ScoreLoss::Dsm];
+
+    /// The flag's and the config's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreLoss::Esm => "esm",
+            ScoreLoss::Ssm => "ssm",
+            ScoreLoss::SsmVr => "ssm-vr",
+            ScoreLoss::Dsm => "dsm",
+        }
+    }
+}
+
+impl fmt::Display for ScoreLoss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ScoreLoss {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| Error::invalid("loss", s, "esm, ssm, ssm-vr or dsm"))
+    }
+}
+
+/// A score model: its network, its loss and its noise levels.
+///
+/// `Default` is Song & Ermon's (2019) 2-D setting: a noise-conditional
+/// network (two softplus layers of 128) trained by multi-level denoising
+/// score matching on 10 geometric levels from 20 to 1.
+///
+/// ```
+/// use deepgen_score::{ScoreConfig, ScoreLoss};
+/// assert!(ScoreConfig::default().validate().is_ok());
+/// let sliced = ScoreConfig { loss: ScoreLoss::SsmVr, noise_conditional: false, ..ScoreConfig::default() };
+/// assert!(sliced.validate().is_ok());
+/// // A noise-conditional network is trained by denoising only.
+/// assert!(ScoreConfig { loss: ScoreLoss::Esm, ..ScoreConfig::default() }.validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreConfig {
+    /// Dimension `d` of the data.
+    pub data_dim: usize,
+    /// Hidden widths of the MLP (softplus units).
+    pub hidden: Vec<usize>,
+    /// The objective.
+    pub loss: ScoreLoss,
+    /// Distribution of the sliced losses' projections.
+    pub projection: Projection,
+    /// Projections per example for the sliced losses.
+    pub projections: usize,
+    /// Noise levels, largest first: all of them for a noise-conditional
+    /// network (and its annealed sampler), exactly one for single-level DSM.
+    pub sigmas: NoiseLevels,
+    /// Whether the network reads `σ` (`s_θ(x, σ)`, NCSN).
+    pub noise_conditional: bool,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dim: 2,
+            hidden: vec![128, 128],
+            loss: ScoreLoss::Dsm,
+            projection: Projection::Rademacher,
+            projections: 1,
+            sigmas: NoiseLevels::geometric(20.0, 1.0, 10).expect("valid default levels"),
+            noise_conditional: true,
+        }
+    }
+}
+
+impl ScoreConfig {
+    /// Checks what serde cannot.
+    ///
+    /// # Errors
+    /// A zero dimension, width or projection count; a noise-conditional
+    /// network with a loss other than DSM; single-level DSM with more than
+    /// one level.
+    pub fn validate(&self) -> Result<()> {
+        if self.data_dim == 0 {
+            return Err(Error::invalid("data_dim", 0, "at least 1"));
+        }
+        if self.hidden.contains(&0) {
+            return Err(Error::invalid(
+                "hidden",
+                &self.hidden,
+                "every layer needs at least 1 unit",
+            ));
+        }
+        if self.projections == 0 {
+            return Err(Error::invalid("projections", 0, "at least 1 projection per example"));
+        }
+        if self.noise_conditional && self.loss != ScoreLoss::Dsm {
+            return Err(Error::invalid(
+                "loss",
+                self.loss.name(),
+                "a noise-conditional network is trained by denoising score matching (dsm)",
+            ));
+        }
+        if !self.noise_conditional && self.loss == ScoreLoss::Dsm && self.sigmas.len() != 1 {
+            return Err(Error::invalid(
+                "sigmas",
+                self.sigmas.as_slice(),
+                "single-level denoising score matching takes exactly one σ (or make the network noise-conditional)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_refuses_unknown_keys_and_bad_levels() {
+        let c = ScoreConfig {
+            loss: ScoreLoss::SsmVr,
+            noise_conditional: false,
+            ..ScoreConfig::default()
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<ScoreConfig>(&json).unwrap(), c);
+        assert!(serde_json::from_str::<ScoreConfig>(r#"{"sigma": [1.0]}"#).is_err());
+        let err = serde_json::from_str::<ScoreConfig>(r#"{"sigmas": [1.0, 2.0]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("strictly decrease"), "{err}");
+        assert_eq!("ssm-vr".parse::<ScoreLoss>().unwrap(), ScoreLoss::SsmVr);
+        assert!("sm".parse::<ScoreLoss>().is_err());
+    }
+
+    #[test]
+    fn single_level_dsm_needs_one_level() {
+        let c = ScoreConfig {
+            noise_conditional: false,
+            ..ScoreConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("exactly one σ"));
+        let one = ScoreConfig {
+            sigmas: NoiseLevels::new(vec![0.1]).unwrap(),
+            ..c
+        };
+        assert!(one.validate().is_ok());
+        assert!(
+            ScoreConfig {
+                projections: 0,
+                ..ScoreConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ScoreConfig {
+                hidden: vec![4, 0],
+                ..ScoreConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}
