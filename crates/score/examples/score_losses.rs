@@ -15,7 +15,9 @@ use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::rng::rng_from_seed;
 use deepgen_core::{AdamConfig, StepCtx, TrainableModel, Trainer};
 use deepgen_score::loss::fisher_divergence;
-use deepgen_score::{GaussianMixture, NoiseLevels, ScoreConfig, ScoreField, ScoreLoss, ScoreModel};
+use deepgen_score::{
+    GaussianMixture, NoiseLevels, SamplerConfig, SamplerKind, ScoreConfig, ScoreField, ScoreLoss, ScoreModel,
+};
 use std::time::Instant;
 
 /// The single level of denoising score matching: small enough that
@@ -45,6 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 loss,
                 sigmas: NoiseLevels::new(vec![DSM_SIGMA])?,
                 noise_conditional: false,
+                sampler: SamplerConfig {
+                    kind: SamplerKind::Langevin,
+                    ..SamplerConfig::default()
+                },
                 ..ScoreConfig::default()
             };
             let mut trainer = Trainer::<ScoreModel>::new(&config, AdamConfig::default(), 0, &device)?;
@@ -59,7 +65,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let per_step = start.elapsed().as_secs_f64() / steps as f64;
             let s: Tensor = trainer.model().score(&held_out, 0.0)?;
-            let fisher = fisher_divergence(&s, &truth)?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let fisher = fisher_divergence(&s, &truth)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
             println!(
                 "| {d:>3} | {:<6} | {fisher:>17.4} | {:>17.4} | {per_step:>6.4} |",
                 loss.name(),

@@ -62,9 +62,10 @@ impl FromStr for ScoreLoss {
 /// score matching on 10 geometric levels from 20 to 1.
 ///
 /// ```
-/// use deepgen_score::{ScoreConfig, ScoreLoss};
+/// use deepgen_score::{SamplerConfig, SamplerKind, ScoreConfig, ScoreLoss};
 /// assert!(ScoreConfig::default().validate().is_ok());
-/// let sliced = ScoreConfig { loss: ScoreLoss::SsmVr, noise_conditional: false, ..ScoreConfig::default() };
+/// let langevin = SamplerConfig { kind: SamplerKind::Langevin, ..SamplerConfig::default() };
+/// let sliced = ScoreConfig { loss: ScoreLoss::SsmVr, noise_conditional: false, sampler: langevin, ..ScoreConfig::default() };
 /// assert!(sliced.validate().is_ok());
 /// // A noise-conditional network is trained by denoising only.
 /// assert!(ScoreConfig { loss: ScoreLoss::Esm, ..ScoreConfig::default() }.validate().is_err());
@@ -87,6 +88,126 @@ pub struct ScoreConfig {
     pub sigmas: NoiseLevels,
     /// Whether the network reads `σ` (`s_θ(x, σ)`, NCSN).
     pub noise_conditional: bool,
+    /// The sampler that draws from the model by default (stored with it, as
+    /// diffusers stores a pipeline's scheduler config).
+    pub sampler: SamplerConfig,
+}
+
+/// Which Langevin sampler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SamplerKind {
+    /// Plain Langevin dynamics at one level (`σ_L` for a noise-conditional
+    /// network).
+    Langevin,
+    /// Annealed Langevin dynamics over the noise levels (noise-conditional
+    /// networks only).
+    #[default]
+    Annealed,
+}
+
+impl SamplerKind {
+    /// The flag's and the config's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SamplerKind::Langevin => "langevin",
+            SamplerKind::Annealed => "annealed",
+        }
+    }
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SamplerKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [SamplerKind::Langevin, SamplerKind::Annealed]
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| Error::invalid("sampler", s, "langevin or annealed"))
+    }
+}
+
+/// Where chains start: both are functions of standard-normal noise `e`, so
+/// that a draw is a function of its noise.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainStart {
+    /// `x₀ = std · e`: `N(0, std² I)` (for annealing, `std = σ₁` matches
+    /// `q_σ₁` of centred data).
+    Gaussian {
+        /// Standard deviation of the start.
+        std: f64,
+    },
+    /// `x₀ = h (2Φ(e) − 1)`: uniform on `[−h, h]ᵈ` (Song & Ermon's
+    /// `[−8, 8]²`), through the normal CDF `Φ`.
+    Uniform {
+        /// Half the side `h` of the box.
+        half_width: f64,
+    },
+}
+
+/// A sampler's settings ([`crate::sampler`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Plain or annealed Langevin.
+    pub kind: SamplerKind,
+    /// Steps: per level `T` (annealed) or in all (plain).
+    pub steps: usize,
+    /// Annealed: `ε`, the step at the last level (`α_i = ε σ_i²/σ_L²`);
+    /// plain: the step `α`.
+    pub epsilon: f64,
+    /// Tweedie's final denoising step `x + σ_L² s(x, σ_L)` (noise-conditional
+    /// networks).
+    pub denoise: bool,
+    /// Where chains start.
+    pub start: ChainStart,
+}
+
+impl Default for SamplerConfig {
+    /// Song & Ermon's annealed sampler for `σ_L = 1`: T = 100, ε = 0.1, from
+    /// `U[−8, 8]ᵈ`.
+    fn default() -> Self {
+        Self {
+            kind: SamplerKind::Annealed,
+            steps: 100,
+            epsilon: 0.1,
+            denoise: false,
+            start: ChainStart::Uniform { half_width: 8.0 },
+        }
+    }
+}
+
+impl SamplerConfig {
+    /// Checks the steps, the step size and the start.
+    ///
+    /// # Errors
+    /// Zero steps; a step size or start scale that is not positive and finite.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::invalid("steps", 0, "at least one step"));
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(Error::invalid("epsilon", self.epsilon, "a positive, finite step size"));
+        }
+        let scale = match self.start {
+            ChainStart::Gaussian { std } => std,
+            ChainStart::Uniform { half_width } => half_width,
+        };
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::invalid("start", self.start_name(), "a positive, finite scale"));
+        }
+        Ok(())
+    }
+
+    fn start_name(&self) -> String {
+        format!("{:?}", self.start)
+    }
 }
 
 impl Default for ScoreConfig {
@@ -99,6 +220,7 @@ impl Default for ScoreConfig {
             projections: 1,
             sigmas: NoiseLevels::geometric(20.0, 1.0, 10).expect("valid default levels"),
             noise_conditional: true,
+            sampler: SamplerConfig::default(),
         }
     }
 }
@@ -138,7 +260,21 @@ impl ScoreConfig {
                 "single-level denoising score matching takes exactly one σ (or make the network noise-conditional)",
             ));
         }
-        Ok(())
+        if self.sampler.kind == SamplerKind::Annealed && !self.noise_conditional {
+            return Err(Error::invalid(
+                "sampler",
+                "annealed",
+                "annealed Langevin needs a noise-conditional network (use langevin)",
+            ));
+        }
+        if self.sampler.denoise && !self.noise_conditional {
+            return Err(Error::invalid(
+                "denoise",
+                true,
+                "the denoising step reads s(x, σ_L) of a noise-conditional network",
+            ));
+        }
+        self.sampler.validate()
     }
 }
 
@@ -151,6 +287,11 @@ mod tests {
         let c = ScoreConfig {
             loss: ScoreLoss::SsmVr,
             noise_conditional: false,
+            sampler: SamplerConfig {
+                kind: SamplerKind::Langevin,
+                start: ChainStart::Gaussian { std: 2.0 },
+                ..SamplerConfig::default()
+            },
             ..ScoreConfig::default()
         };
         let json = serde_json::to_string(&c).unwrap();
@@ -168,6 +309,10 @@ mod tests {
     fn single_level_dsm_needs_one_level() {
         let c = ScoreConfig {
             noise_conditional: false,
+            sampler: SamplerConfig {
+                kind: SamplerKind::Langevin,
+                ..SamplerConfig::default()
+            },
             ..ScoreConfig::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("exactly one σ"));

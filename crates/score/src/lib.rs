@@ -46,7 +46,7 @@ pub mod noise;
 pub mod sampler;
 pub mod train;
 
-pub use config::{ScoreConfig, ScoreLoss};
+pub use config::{ChainStart, SamplerConfig, SamplerKind, ScoreConfig, ScoreLoss};
 pub use error::{Error, Result};
 pub use loss::Projection;
 pub use mixture::GaussianMixture;

@@ -77,6 +77,7 @@ impl ScoreModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SamplerKind;
     use crate::loss::fisher_divergence;
     use crate::mixture::GaussianMixture;
     use crate::noise::NoiseLevels;
@@ -97,8 +98,12 @@ mod tests {
     /// constant only.
     #[test]
     fn every_loss_lowers_the_fisher_divergence_to_the_true_score() {
-        let q = GaussianMixture::new(vec![0.5, 0.5], vec![vec![2.0, 0.0], vec![-2.0, 0.0]], vec![vec![1.0; 2]; 2])
-            .unwrap();
+        let q = GaussianMixture::new(
+            vec![0.5, 0.5],
+            vec![vec![2.0, 0.0], vec![-2.0, 0.0]],
+            vec![vec![1.0; 2]; 2],
+        )
+        .unwrap();
         let held_out = q.sample(500, &mut rng_from_seed(99), &Device::Cpu).unwrap();
         for loss in ScoreLoss::ALL {
             let (sigmas, conditional) = match loss {
@@ -110,9 +115,20 @@ mod tests {
                 loss,
                 sigmas,
                 noise_conditional: conditional,
+                sampler: crate::config::SamplerConfig {
+                    kind: if conditional {
+                        SamplerKind::Annealed
+                    } else {
+                        SamplerKind::Langevin
+                    },
+                    ..Default::default()
+                },
                 ..ScoreConfig::default()
             };
-            let adam = AdamConfig { lr: 3e-3, ..AdamConfig::default() };
+            let adam = AdamConfig {
+                lr: 3e-3,
+                ..AdamConfig::default()
+            };
             let mut trainer = Trainer::<ScoreModel>::new(&config, adam, 1, &Device::Cpu).unwrap();
             // DSM's network is judged at its smallest level against q_σ there.
             let sigma = if conditional { 0.1 } else { 0.0 };
@@ -121,10 +137,15 @@ mod tests {
             for _ in 0..300 {
                 let xs = q.sample(128, &mut rng, &Device::Cpu).unwrap();
                 let (model, optimizers) = trainer.model_and_optimizers();
-                model.train_step(&xs, &StepCtx::new(0, 0, 1), optimizers, &mut rng).unwrap();
+                model
+                    .train_step(&xs, &StepCtx::new(0, 0, 1), optimizers, &mut rng)
+                    .unwrap();
             }
             let after = fisher(trainer.model(), &q, &held_out, sigma);
-            assert!(after < 0.5 * before, "{loss}: Fisher divergence {before:.4} → {after:.4}");
+            assert!(
+                after < 0.5 * before,
+                "{loss}: Fisher divergence {before:.4} → {after:.4}"
+            );
         }
     }
 }
