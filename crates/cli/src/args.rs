@@ -1,5 +1,5 @@
-//! Flags every `deepgen train <model>` shares, and the parsers of the flags
-//! that must be positive or at least one.
+//! Flags every `deepgen train <model>` shares, the parsers of the flags
+//! that must be positive or at least one, and [`set`], which applies a flag.
 
 use deepgen_core::DeviceChoice;
 use deepgen_data::{Dataset, Synthetic2d};
@@ -82,7 +82,17 @@ impl DataArg {
     }
 }
 
-/// Flags every `deepgen train <model>` takes (`#[command(flatten)]` them).
+/// The flags of `deepgen train <model>`: the family's own, `F`, then the
+/// [`RunFlags`] every family takes.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs<F: clap::Args> {
+    #[command(flatten)]
+    pub model: F,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// Flags every `deepgen train <model>` takes (in a [`TrainArgs`]).
 /// Each is optional: a flag given overrides the `--config` file (or, with
 /// `--resume`, the run's own `config.toml`), which overrides the model's
 /// defaults.
@@ -122,6 +132,14 @@ pub struct RunFlags {
     /// No progress bar and no per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `value = Some(new)` replaces `value`: a flag given overrides the
+/// configuration.
+pub fn set<T>(value: &mut T, new: Option<T>) {
+    if let Some(new) = new {
+        *value = new;
+    }
 }
 
 /// `--lr` and other rates and periods: a positive finite number.

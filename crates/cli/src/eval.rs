@@ -6,16 +6,80 @@
 
 use crate::args::{DataArg, at_least_one};
 use crate::pictures::Pictured;
-use crate::run::{load_dataset, open_device, say};
+use crate::run::{checkpoint_file, load_dataset, open_device, say};
 use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepgen_cnn::{Evaluator, ImageScores, Reference};
 use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::rng::derived_rng;
-use deepgen_core::{DeviceChoice, StdRng, batch_ranges, progress_bar};
+use deepgen_core::trainer::config_json;
+use deepgen_core::{DeviceChoice, StdRng, TrainableModel, batch_ranges, load_model, progress_bar};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// What `deepgen eval <model>` needs from a latent-variable model beyond its
+/// pictures (its prior samples are scored as every family's are).
+pub trait LikelihoodModel: TrainableModel + Pictured {
+    /// `VAE`: the evaluation's headline and its load error.
+    const NAME: &'static str;
+
+    /// The importance-sampled estimate of `log p(x)` with `k` samples, per row
+    /// of `xs`.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut StdRng) -> Result<Tensor>;
+
+    /// The mean one-sample ELBO of `images` and its parts for the line
+    /// (`recon 80.1000, KL 25.3000`).
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn elbo(&self, images: &Tensor, rng: &mut StdRng) -> Result<(f64, String)>;
+}
+
+/// Flags of `deepgen eval <model>` of a [`LikelihoodModel`] `M`: its run,
+/// the likelihood flags and the sample scores'.
+#[derive(Debug, Args)]
+pub struct LikelihoodCommandArgs<M: LikelihoodModel> {
+    /// Run directory of `deepgen train <model>` (or its checkpoint file) [default: runs/<model>-mnist].
+    // The help and the default name `M`'s family; not `default_value_t`,
+    // whose value clap keeps in a static that every `M` would share.
+    #[arg(
+        long,
+        value_name = "DIR",
+        help = format!("Run directory of `deepgen train {}` (or its checkpoint file)", M::FAMILY),
+        default_value = format!("runs/{}-mnist", M::FAMILY)
+    )]
+    pub checkpoint: PathBuf,
+    #[command(flatten)]
+    pub eval: LikelihoodEvalArgs,
+    #[command(flatten)]
+    pub scores: SampleScoreArgs,
+    #[arg(skip)]
+    model: PhantomData<M>,
+}
+
+/// `deepgen eval <model>` of a [`LikelihoodModel`]: the importance-sampled
+/// test log-likelihood and the ELBO of the trained run, then the scores of
+/// its prior samples.
+///
+/// # Errors
+/// A run that is not `M`'s; missing data; the model's errors.
+pub fn eval_likelihood<M: LikelihoodModel>(args: &LikelihoodCommandArgs<M>) -> Result<()> {
+    let path = checkpoint_file(&args.checkpoint, M::FAMILY)?;
+    let device = open_device(args.eval.device)?;
+    let (model, _vars) = load_model::<M>(&path, &device)
+        .with_context(|| format!("cannot load a {} from `{}`", M::NAME, path.display()))?;
+    let description = format!("{} {}", M::NAME, config_json(model.config())?);
+    let eval = args.eval.start(&path, &description, &device)?;
+    eval.log_likelihood(|xs, k, rng| model.importance_log_likelihood(xs, k, rng))?;
+    let (elbo, parts) = model.elbo(eval.images(), &mut eval.elbo_rng())?;
+    eval.say_elbo(elbo, &parts);
+    eval.score_samples(&model, &args.scores, &device)
+}
 
 /// Flags every `deepgen eval <model>` of a latent-variable model shares
 /// (`#[command(flatten)]` them after the model's `--checkpoint`).

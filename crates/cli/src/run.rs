@@ -4,13 +4,13 @@
 //! the closing line. [`train`] is the whole of it for a model family that
 //! implements [`ModelCommand`].
 
-use crate::args::{DataArg, RunFlags};
+use crate::args::{DataArg, RunFlags, TrainArgs};
 use crate::pictures::{EpochPictures, Pictured, final_pictures, say_pictures};
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::derived_rng;
 use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
-use deepgen_core::{AdamConfig, DeviceChoice, TrainableModel, Trainer};
+use deepgen_core::{AdamConfig, DeviceChoice, Metrics, StdRng, TrainableModel, Trainer};
 use deepgen_data::{BatcherConfig, Dataset, ImageBatcher, Mnist, Synthetic2d};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -470,8 +470,9 @@ pub trait ModelCommand {
     type Model: TrainableModel<Batch = Tensor, Config: Default> + Pictured + 'static;
     /// The family's training options outside the model's configuration
     /// (the `[training]` table of `config.toml`).
-    type Training: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug;
-    /// The family's own flags (with [`RunFlags`] flattened in).
+    type Training: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug + 'static;
+    /// The family's own flags; `deepgen train <family>` takes them before
+    /// the [`RunFlags`] every family takes, in a [`TrainArgs`].
     type Flags: clap::Args + std::fmt::Debug;
     /// `a VAE`, for the headline.
     const DESCRIPTION: &'static str;
@@ -479,9 +480,6 @@ pub trait ModelCommand {
     const DEFAULTS: RunDefaults;
     /// Whether the family also models 2-D point sets (`--data ring`, …).
     const POINTS: bool = false;
-
-    /// The common flags inside the family's.
-    fn run_flags(flags: &Self::Flags) -> &RunFlags;
 
     /// The defaults for the data set `data` ([`Self::DEFAULTS`] for all).
     fn defaults(_data: DataArg) -> RunDefaults {
@@ -517,7 +515,8 @@ pub trait ModelCommand {
     }
 
     /// Before the first step: data-dependent initialisation and the
-    /// end-of-epoch evaluation on the test rows.
+    /// end-of-epoch evaluation; by default only the evaluation,
+    /// [`Self::test_metrics`] on the test rows (see [`evaluate_on_test`]).
     ///
     /// # Errors
     /// The model's errors.
@@ -526,12 +525,43 @@ pub trait ModelCommand {
         training: &Self::Training,
         data: &TrainData,
         device: &Device,
-    ) -> Result<Trainer<Self::Model>>;
+    ) -> Result<Trainer<Self::Model>> {
+        evaluate_on_test::<Self>(trainer, training, data, device)
+    }
+
+    /// The end-of-epoch metrics of `model` on the test rows `test` (on the
+    /// run's device), with [`EVAL_BATCH`]es; none by default.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn test_metrics(
+        _model: &Self::Model,
+        _test: &Tensor,
+        _training: &Self::Training,
+        _rng: &mut StdRng,
+    ) -> deepgen_core::Result<Metrics> {
+        Ok(Metrics::new())
+    }
 
     /// A warning to print before training, if the settings deserve one.
     fn warning(_config: &<Self::Model as TrainableModel>::Config, _settings: &RunSettings) -> Option<String> {
         None
     }
+}
+
+/// `trainer` evaluated after every epoch by [`ModelCommand::test_metrics`]
+/// on the test rows of `data`, moved to `device` once.
+///
+/// # Errors
+/// Candle's, moving the rows.
+pub fn evaluate_on_test<C: ModelCommand + ?Sized>(
+    trainer: Trainer<C::Model>,
+    training: &C::Training,
+    data: &TrainData,
+    device: &Device,
+) -> Result<Trainer<C::Model>> {
+    let (test, training) = (data.test.to_device(device)?, training.clone());
+    Ok(trainer.with_evaluation(move |model, rng| C::test_metrics(model, &test, &training, rng)))
 }
 
 /// `deepgen train <family>`: settings, model, run directory, core's loop with
@@ -540,9 +570,9 @@ pub trait ModelCommand {
 /// # Errors
 /// Bad settings, missing data, a run directory in the wrong state, the
 /// model's and the loop's errors, pictures that cannot be written.
-pub fn train<C: ModelCommand>(flags: &C::Flags) -> Result<()> {
+pub fn train<C: ModelCommand>(args: &TrainArgs<C::Flags>) -> Result<()> {
     let family = <C::Model as TrainableModel>::FAMILY;
-    let run_flags = C::run_flags(flags);
+    let (flags, run_flags) = (&args.model, &args.run);
     let (mut run, mut config, mut training) = TrainRun::start::<_, C::Training>(run_flags, family, C::defaults)?;
     if run.settings.data.points().is_some() && !C::POINTS {
         bail!(

@@ -4,8 +4,7 @@
 //! mean `D` on real and generated samples, both gradient norms and, for
 //! the 2-D mixtures, the mode metrics of 2,500 samples after every epoch.
 
-use crate::args::{DataArg, RunFlags, at_least_one, non_negative_f64};
-use crate::commands::vae::set;
+use crate::args::{DataArg, at_least_one, non_negative_f64, set};
 use crate::eval::JudgeArgs;
 use crate::pictures::Pictured;
 use crate::run::{
@@ -22,9 +21,12 @@ use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Flags of `deepgen train gan`; each overrides `[model]`/`[training]` of `--config`.
+/// Flags of `deepgen train gan`.
+pub type TrainArgs = crate::args::TrainArgs<GanFlags>;
+
+/// The GAN's own flags; each overrides `[model]`/`[training]` of `--config`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
+pub struct GanFlags {
     /// Networks: mlp (2-D points) or dcgan (28×28 images) [default: from --data].
     #[arg(long, value_name = "NET")]
     pub network: Option<Network>,
@@ -61,8 +63,6 @@ pub struct TrainArgs {
     /// Adam's β₁ for both networks [default: 0.5 for images (DCGAN), 0.8 for points (PacGAN)].
     #[arg(long, value_name = "B", allow_hyphen_values = true, value_parser = non_negative_f64)]
     pub beta1: Option<f64>,
-    #[command(flatten)]
-    pub run: RunFlags,
 }
 
 /// The GAN's `[training]` table.
@@ -82,7 +82,7 @@ pub struct GanCommand;
 impl ModelCommand for GanCommand {
     type Model = Gan;
     type Training = GanTraining;
-    type Flags = TrainArgs;
+    type Flags = GanFlags;
     const DESCRIPTION: &'static str = "a GAN";
     /// The anchor's DCGAN: Adam 2e-4, batch 64.
     const DEFAULTS: RunDefaults = RunDefaults {
@@ -91,10 +91,6 @@ impl ModelCommand for GanCommand {
         lr: 2e-4,
     };
     const POINTS: bool = true;
-
-    fn run_flags(flags: &TrainArgs) -> &RunFlags {
-        &flags.run
-    }
 
     /// PacGAN's 2-D settings: Adam 1e-4, batch 100.
     fn defaults(data: DataArg) -> RunDefaults {
@@ -115,7 +111,7 @@ impl ModelCommand for GanCommand {
         }
     }
 
-    fn apply_flags(f: &TrainArgs, settings: &RunSettings, c: &mut GanConfig, t: &mut GanTraining) -> Result<()> {
+    fn apply_flags(f: &GanFlags, settings: &RunSettings, c: &mut GanConfig, t: &mut GanTraining) -> Result<()> {
         if let Some(network) = f.network {
             c.network = network;
             if network == Network::Dcgan {

@@ -3,25 +3,26 @@
 //! pictures as the VAE; `metrics.csv` adds the per-layer KL, the active
 //! units of each layer and `β`, the columns that show posterior collapse.
 
-use crate::args::{RunFlags, at_least_one, non_negative_f64, positive_f64};
-use crate::commands::vae::set;
-use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
+use crate::args::{at_least_one, non_negative_f64, positive_f64, set};
+use crate::commands::vae;
+use crate::eval::{LikelihoodCommandArgs, LikelihoodModel};
 use crate::pictures::Pictured;
-use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, checkpoint_file, open_device};
-use anyhow::{Context, Result};
-use deepgen_core::Trainer;
-use deepgen_core::candle::{Device, Tensor};
-use deepgen_core::trainer::config_json;
-use deepgen_hvae::{Hvae, HvaeConfig, KlSchedule, load_hvae};
+use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings};
+use anyhow::Result;
+use deepgen_core::candle::Tensor;
+use deepgen_core::{Metrics, StdRng};
+use deepgen_hvae::{Hvae, HvaeConfig, KlSchedule};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 /// Test images of the per-epoch `test_log_px` of `--eval-k` (K decoder passes each).
 const LOG_PX_IMAGES: usize = 1000;
 
-/// Flags of `deepgen train hvae`; each overrides `[model]`/`[training]` of `--config`.
+/// Flags of `deepgen train hvae`.
+pub type TrainArgs = crate::args::TrainArgs<HvaeFlags>;
+
+/// The hierarchical VAE's own flags; each overrides `[model]`/`[training]` of `--config`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
+pub struct HvaeFlags {
     /// Size of the lower latent z1 (the one the decoder reads) [default: 100].
     #[arg(long, value_name = "D1", value_parser = at_least_one)]
     pub z1: Option<usize>,
@@ -49,8 +50,6 @@ pub struct TrainArgs {
     /// Also report test_log_px after every epoch: log p(x) by importance sampling with K samples on the first 1000 test images.
     #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub eval_k: Option<usize>,
-    #[command(flatten)]
-    pub run: RunFlags,
 }
 
 /// The hierarchical VAE's `[training]` table.
@@ -68,44 +67,28 @@ pub struct HvaeCommand;
 impl ModelCommand for HvaeCommand {
     type Model = Hvae;
     type Training = HvaeTraining;
-    type Flags = TrainArgs;
+    type Flags = HvaeFlags;
     const DESCRIPTION: &'static str = "a hierarchical VAE";
     /// The VAE's schedule, so that the two models compare run for run.
-    const DEFAULTS: RunDefaults = RunDefaults {
-        epochs: 10,
-        batch_size: 128,
-        lr: 1e-3,
-    };
+    const DEFAULTS: RunDefaults = vae::DEFAULTS;
 
-    fn run_flags(flags: &TrainArgs) -> &RunFlags {
-        &flags.run
-    }
-
-    fn apply_flags(f: &TrainArgs, _: &RunSettings, c: &mut HvaeConfig, training: &mut HvaeTraining) -> Result<()> {
+    fn apply_flags(f: &HvaeFlags, _: &RunSettings, c: &mut HvaeConfig, training: &mut HvaeTraining) -> Result<()> {
         set(&mut c.latent1, f.z1);
         set(&mut c.latent2, f.z2);
         set(&mut c.hidden1, f.hidden1.clone());
         set(&mut c.hidden2, f.hidden2.clone());
-        set(&mut c.schedule, f.warmup.map(|warmup| KlSchedule::Linear { warmup }));
-        set(
-            &mut c.schedule,
-            f.cyclical.map(|period| KlSchedule::Cyclical { period, ramp: 0.5 }),
-        );
+        let warmup = f.warmup.map(|warmup| KlSchedule::Linear { warmup });
+        let cyclical = f.cyclical.map(|period| KlSchedule::Cyclical { period, ramp: 0.5 });
+        set(&mut c.schedule, warmup.or(cyclical));
         set(&mut c.free_bits, f.free_bits);
         set(&mut c.free_bits_group, f.free_bits_group);
         set(&mut training.eval_k, f.eval_k.map(Some));
         Ok(c.validate()?)
     }
 
-    fn prepare(
-        trainer: Trainer<Hvae>,
-        training: &HvaeTraining,
-        data: &TrainData,
-        device: &Device,
-    ) -> Result<Trainer<Hvae>> {
-        let test = data.test.to_device(device)?;
-        let log_px = training.eval_k.map(|k| (k, LOG_PX_IMAGES));
-        Ok(trainer.with_evaluation(move |m, rng| Ok(m.test_metrics(&test, EVAL_BATCH, log_px, rng)?)))
+    fn test_metrics(m: &Hvae, test: &Tensor, t: &HvaeTraining, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        let log_px = t.eval_k.map(|k| (k, LOG_PX_IMAGES));
+        Ok(m.test_metrics(test, EVAL_BATCH, log_px, rng)?)
     }
 
     /// A schedule that does not reach β = 1 by the end optimises something other than the ELBO.
@@ -133,29 +116,21 @@ impl Pictured for Hvae {
     }
 }
 
-/// Flags of `deepgen eval hvae`.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Run directory of `deepgen train hvae` (or its checkpoint file).
-    #[arg(long, value_name = "DIR", default_value = "runs/hvae-mnist")]
-    pub checkpoint: PathBuf,
-    #[command(flatten)]
-    pub eval: LikelihoodEvalArgs,
-    #[command(flatten)]
-    pub scores: SampleScoreArgs,
+impl LikelihoodModel for Hvae {
+    const NAME: &'static str = "hierarchical VAE";
+
+    fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut StdRng) -> Result<Tensor> {
+        Ok(Hvae::importance_log_likelihood(self, xs, k, rng)?)
+    }
+
+    fn elbo(&self, images: &Tensor, rng: &mut StdRng) -> Result<(f64, String)> {
+        let l = self.mean_loss(images, EVAL_BATCH, rng)?;
+        let parts = format!("recon {:.4}, KL1 {:.4}, KL2 {:.4}", l.recon, l.kl1, l.kl2);
+        Ok((-l.negative_elbo, parts))
+    }
 }
 
+/// Flags of `deepgen eval hvae`.
+pub type EvalArgs = LikelihoodCommandArgs<Hvae>;
 /// `deepgen eval hvae`: the importance-sampled test log-likelihood and the ELBO.
-pub fn eval(args: &EvalArgs) -> Result<()> {
-    let path = checkpoint_file(&args.checkpoint, "hvae")?;
-    let device = open_device(args.eval.device)?;
-    let (model, _vars) = load_hvae(&path, &device)
-        .with_context(|| format!("cannot load a hierarchical VAE from `{}`", path.display()))?;
-    let description = format!("hierarchical VAE {}", config_json(model.config())?);
-    let eval = args.eval.start(&path, &description, &device)?;
-    eval.log_likelihood(|xs, k, rng| Ok(model.importance_log_likelihood(xs, k, rng)?))?;
-    let elbo = model.mean_loss(eval.images(), EVAL_BATCH, &mut eval.elbo_rng())?;
-    let parts = format!("recon {:.4}, KL1 {:.4}, KL2 {:.4}", elbo.recon, elbo.kl1, elbo.kl2);
-    eval.say_elbo(-elbo.negative_elbo, &parts);
-    eval.score_samples(&model, &args.scores, &device)
-}
+pub use crate::eval::eval_likelihood as eval;

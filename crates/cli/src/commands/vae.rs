@@ -3,29 +3,30 @@
 //! `reconstructions_epoch_XX.png` and (VAE) `samples_epoch_XX.png`; at the
 //! end `interpolation.png`, `manifold.png` (2-D latent) and `loss_curve.png`.
 
-use crate::args::{RunFlags, at_least_one, non_negative_f64};
-use crate::eval::{LikelihoodEvalArgs, SampleScoreArgs};
+use crate::args::{at_least_one, non_negative_f64, set};
+use crate::eval::{LikelihoodCommandArgs, LikelihoodModel};
 use crate::pictures::{MANIFOLD_SIDE, Pictured};
-use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, checkpoint_file, open_device};
-use anyhow::{Context, Result};
-use deepgen_core::Trainer;
+use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, evaluate_on_test};
+use anyhow::Result;
 use deepgen_core::candle::{Device, Tensor};
-use deepgen_core::trainer::config_json;
+use deepgen_core::{Metrics, StdRng, Trainer};
 use deepgen_vae::{AeConfig, AeKind, Architecture, Autoencoder, DecoderKind, Objective, PriorKind, Vae, VaeConfig};
-use deepgen_vae::{Reconstruction, SparsityPenalty, load_vae};
+use deepgen_vae::{Reconstruction, SparsityPenalty};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 
 /// pytorch/examples' VAE: ten epochs of Adam at 1e-3 on batches of 128 (the autoencoders too).
-const DEFAULTS: RunDefaults = RunDefaults {
+pub const DEFAULTS: RunDefaults = RunDefaults {
     epochs: 10,
     batch_size: 128,
     lr: 1e-3,
 };
 
-/// Flags of `deepgen train vae`; each overrides `[model]`/`[training]` of `--config`.
+/// Flags of `deepgen train vae`.
+pub type TrainArgs = crate::args::TrainArgs<VaeFlags>;
+
+/// The VAE's own flags; each overrides `[model]`/`[training]` of `--config`.
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
+pub struct VaeFlags {
     /// Encoder and decoder networks: mlp (784-H-Z, pytorch/examples) or conv [default: mlp].
     #[arg(long)]
     pub arch: Option<Architecture>,
@@ -53,8 +54,6 @@ pub struct TrainArgs {
     /// How the decoder's output bias starts: marginal (the data's log-odds) or pytorch (nn.Linear's) [default: marginal].
     #[arg(long, value_enum)]
     pub output_bias: Option<OutputBias>,
-    #[command(flatten)]
-    pub run: RunFlags,
 }
 
 /// How the decoder's output bias starts (`[training] output_bias`).
@@ -83,15 +82,11 @@ pub struct VaeCommand;
 impl ModelCommand for VaeCommand {
     type Model = Vae;
     type Training = VaeTraining;
-    type Flags = TrainArgs;
+    type Flags = VaeFlags;
     const DESCRIPTION: &'static str = "a VAE";
     const DEFAULTS: RunDefaults = DEFAULTS;
 
-    fn run_flags(flags: &TrainArgs) -> &RunFlags {
-        &flags.run
-    }
-
-    fn apply_flags(f: &TrainArgs, _: &RunSettings, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
+    fn apply_flags(f: &VaeFlags, _: &RunSettings, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
         set(&mut c.architecture, f.arch);
         set(&mut c.hidden_dim, f.hidden);
         set(&mut c.latent_dim, f.latent);
@@ -113,15 +108,11 @@ impl ModelCommand for VaeCommand {
         if training.output_bias == OutputBias::Marginal {
             trainer.model().decoder().init_output_bias(&data.train)?;
         }
-        let test = data.test.to_device(device)?;
-        Ok(trainer.with_evaluation(move |vae, rng| Ok(vae.test_metrics(&test, EVAL_BATCH, rng)?)))
+        evaluate_on_test::<Self>(trainer, training, data, device)
     }
-}
 
-/// `value = Some(new)` replaces `value`.
-pub fn set<T>(value: &mut T, new: Option<T>) {
-    if let Some(new) = new {
-        *value = new;
+    fn test_metrics(vae: &Vae, test: &Tensor, _: &VaeTraining, rng: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        Ok(vae.test_metrics(test, EVAL_BATCH, rng)?)
     }
 }
 
@@ -145,38 +136,31 @@ impl Pictured for Vae {
     }
 }
 
+impl LikelihoodModel for Vae {
+    const NAME: &'static str = "VAE";
+
+    fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut StdRng) -> Result<Tensor> {
+        Ok(Vae::importance_log_likelihood(self, xs, k, rng)?)
+    }
+
+    fn elbo(&self, images: &Tensor, rng: &mut StdRng) -> Result<(f64, String)> {
+        let l = self.mean_loss(images, EVAL_BATCH, rng)?;
+        let parts = format!("recon {:.4}, KL {:.4}", l.recon, l.kl);
+        Ok((-l.negative_elbo, parts))
+    }
+}
+
 /// Flags of `deepgen eval vae`.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Run directory of `deepgen train vae` (or its checkpoint file).
-    #[arg(long, value_name = "DIR", default_value = "runs/vae-mnist")]
-    pub checkpoint: PathBuf,
-    #[command(flatten)]
-    pub eval: LikelihoodEvalArgs,
-    #[command(flatten)]
-    pub scores: SampleScoreArgs,
-}
-
+pub type EvalArgs = LikelihoodCommandArgs<Vae>;
 /// `deepgen eval vae`: the importance-sampled test log-likelihood and the ELBO.
-pub fn eval(args: &EvalArgs) -> Result<()> {
-    let path = checkpoint_file(&args.checkpoint, "vae")?;
-    let device = open_device(args.eval.device)?;
-    let (model, _vars) =
-        load_vae(&path, &device).with_context(|| format!("cannot load a VAE from `{}`", path.display()))?;
-    let description = format!("VAE {}", config_json(model.config())?);
-    let eval = args.eval.start(&path, &description, &device)?;
-    eval.log_likelihood(|xs, k, rng| Ok(model.importance_log_likelihood(xs, k, rng)?))?;
-    let elbo = model.mean_loss(eval.images(), EVAL_BATCH, &mut eval.elbo_rng())?;
-    eval.say_elbo(
-        -elbo.negative_elbo,
-        &format!("recon {:.4}, KL {:.4}", elbo.recon, elbo.kl),
-    );
-    eval.score_samples(&model, &args.scores, &device)
-}
+pub use crate::eval::eval_likelihood as eval;
 
-/// Flags of `deepgen train ae`; each overrides `[model]` of `--config`.
+/// Flags of `deepgen train ae`.
+pub type AeTrainArgs = crate::args::TrainArgs<AeFlags>;
+
+/// The autoencoder's own flags; each overrides `[model]` of `--config`.
 #[derive(Debug, clap::Args)]
-pub struct AeTrainArgs {
+pub struct AeFlags {
     /// Which autoencoder: plain, linear (learns the PCA subspace) or sparse [default: plain].
     #[arg(long)]
     pub kind: Option<AeKind>,
@@ -195,8 +179,6 @@ pub struct AeTrainArgs {
     /// λ of the sparsity penalty (sparse only) [default: 0.1].
     #[arg(long, value_name = "λ", allow_hyphen_values = true, value_parser = non_negative_f64)]
     pub sparsity: Option<f64>,
-    #[command(flatten)]
-    pub run: RunFlags,
 }
 
 /// `deepgen train ae`.
@@ -206,15 +188,11 @@ pub struct AeCommand;
 impl ModelCommand for AeCommand {
     type Model = Autoencoder;
     type Training = NoTraining;
-    type Flags = AeTrainArgs;
+    type Flags = AeFlags;
     const DESCRIPTION: &'static str = "an autoencoder";
     const DEFAULTS: RunDefaults = DEFAULTS;
 
-    fn run_flags(flags: &AeTrainArgs) -> &RunFlags {
-        &flags.run
-    }
-
-    fn apply_flags(f: &AeTrainArgs, _: &RunSettings, c: &mut AeConfig, _: &mut NoTraining) -> Result<()> {
+    fn apply_flags(f: &AeFlags, _: &RunSettings, c: &mut AeConfig, _: &mut NoTraining) -> Result<()> {
         set(&mut c.kind, f.kind);
         set(&mut c.hidden_dim, f.hidden);
         set(&mut c.latent_dim, f.latent);
@@ -224,14 +202,8 @@ impl ModelCommand for AeCommand {
         Ok(c.validate()?)
     }
 
-    fn prepare(
-        trainer: Trainer<Autoencoder>,
-        _: &NoTraining,
-        data: &TrainData,
-        device: &Device,
-    ) -> Result<Trainer<Autoencoder>> {
-        let test = data.test.to_device(device)?;
-        Ok(trainer.with_evaluation(move |ae, _| Ok(ae.test_metrics(&test, EVAL_BATCH)?)))
+    fn test_metrics(ae: &Autoencoder, test: &Tensor, _: &NoTraining, _: &mut StdRng) -> deepgen_core::Result<Metrics> {
+        Ok(ae.test_metrics(test, EVAL_BATCH)?)
     }
 }
 
