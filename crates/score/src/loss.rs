@@ -34,6 +34,14 @@ pub enum Projection {
 }
 
 impl Projection {
+    /// The flag's and the config's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Projection::Rademacher => "rademacher",
+            Projection::Gaussian => "gaussian",
+        }
+    }
+
     /// `m` directions per example `[n, m, d]` (f32 on `device`).
     ///
     /// # Errors
@@ -48,6 +56,22 @@ impl Projection {
                 Tensor::from_vec(signs, (n, m, d), device)?
             }
         })
+    }
+}
+
+impl std::fmt::Display for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Projection {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Projection::Rademacher, Projection::Gaussian]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::invalid("projection", s, "rademacher or gaussian"))
     }
 }
 

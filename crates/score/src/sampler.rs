@@ -42,10 +42,13 @@ impl ScoreField for ScoreModel {
     }
 }
 
-/// One Langevin step `x + (α/2) s + √α z` with fresh `z` from `rng`.
+/// One Langevin step `x + (α/2) s + √α z` with fresh `z` from `rng`. The
+/// result is detached: a network's score carries its graph, and a chain
+/// that kept it would hold every step's activations (gigabytes after a
+/// thousand steps).
 fn langevin_step(x: &Tensor, score: &Tensor, alpha: f64, rng: &mut impl Rng) -> Result<Tensor> {
     let z = randn(rng, x.dims(), x.device())?.to_dtype(x.dtype())?;
-    Ok(((x + (score * (0.5 * alpha))?)? + (z * alpha.sqrt())?)?)
+    Ok(((x + (score.detach() * (0.5 * alpha))?)? + (z * alpha.sqrt())?)?.detach())
 }
 
 fn positive(name: &'static str, value: f64) -> Result<()> {
@@ -153,7 +156,7 @@ impl AnnealedLangevin {
         }
         if self.denoise {
             let last = self.levels.smallest();
-            x = (&x + (field.score(&x, last)? * (last * last))?)?;
+            x = (&x + (field.score(&x, last)?.detach() * (last * last))?)?;
         }
         Ok(x)
     }
@@ -206,7 +209,7 @@ impl ScoreModel {
                 };
                 let x = Langevin::new(sampler.epsilon, sampler.steps, sigma)?.sample(self, &x0, rng)?;
                 if sampler.denoise {
-                    Ok((&x + (self.score(&x, sigma)? * (sigma * sigma))?)?)
+                    Ok((&x + (self.score(&x, sigma)?.detach() * (sigma * sigma))?)?)
                 } else {
                     Ok(x)
                 }

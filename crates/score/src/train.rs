@@ -146,6 +146,11 @@ mod tests {
                 after < 0.5 * before,
                 "{loss}: Fisher divergence {before:.4} → {after:.4}"
             );
+            // A chain on the network's score keeps no graph (it would hold
+            // every step's activations).
+            let e = randn(&mut rng, (4, 2), &Device::Cpu).unwrap();
+            let x = trainer.model().draw(&config.sampler, &e, &mut rng).unwrap();
+            assert!(!x.track_op(), "{loss}: samples carry the network's graph");
         }
     }
 }
