@@ -176,6 +176,18 @@ impl GaussianMixture2d {
         Self::equal_isotropic(means, 0.01)
     }
 
+    /// Song & Ermon's (2019) mixture of SPEC §6: weights 0.8 at (5, 5) and
+    /// 0.2 at (−5, −5), identity covariances — the case where Langevin
+    /// dynamics loses the weights and annealing recovers them.
+    pub fn song_ermon() -> Self {
+        GaussianMixture2d {
+            weights: vec![0.8, 0.2],
+            log_weights: vec![0.8f64.ln(), 0.2f64.ln()],
+            means: vec![[5.0, 5.0], [-5.0, -5.0]],
+            stds: vec![[1.0, 1.0]; 2],
+        }
+    }
+
     /// The grid of SPEC §5 (VEEGAN / PacGAN): 25 modes at `{−4, −2, 0, 2, 4}²`,
     /// sd 0.05.
     pub fn grid25() -> Self {
@@ -567,9 +579,11 @@ impl Synthetic2d {
 impl FromStr for Synthetic2d {
     type Err = Error;
 
-    /// `ring`, `grid`, `moons` (noise 0.05) or `swiss-roll` (noise 0.5).
+    /// `ring`, `grid`, `moons` (noise 0.05), `swiss-roll` (noise 0.5) or
+    /// `mixture` ([`GaussianMixture2d::song_ermon`]).
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "mixture" => Ok(Synthetic2d::Mixture(GaussianMixture2d::song_ermon())),
             "ring" => Ok(Synthetic2d::Ring),
             "grid" => Ok(Synthetic2d::Grid),
             "moons" | "two-moons" => Ok(Synthetic2d::TwoMoons { noise: 0.05 }),
@@ -577,7 +591,7 @@ impl FromStr for Synthetic2d {
             other => Err(Error::invalid(
                 "2-D data set",
                 other,
-                "expected ring, grid, moons or swiss-roll",
+                "expected ring, grid, moons, swiss-roll or mixture",
             )),
         }
     }
