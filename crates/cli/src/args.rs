@@ -2,12 +2,12 @@
 //! that must be positive or at least one, and [`set`], which applies a flag.
 
 use deepgen_core::DeviceChoice;
-use deepgen_data::{Dataset, Synthetic2d};
+use deepgen_data::{Dataset, GaussianMixture2d, Synthetic2d};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The data sets `--data` accepts: image sets, and 2-D point sets for the
-/// families that model points (gan; score and diffusion later).
+/// families that model points (gan, score; diffusion later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DataArg {
@@ -23,6 +23,8 @@ pub enum DataArg {
     Moons,
     /// 2-D: a swiss roll, noise sd 0.5.
     SwissRoll,
+    /// 2-D: 0.8 N((5, 5), I) + 0.2 N((−5, −5), I) (Song & Ermon 2019).
+    Mixture,
 }
 
 impl DataArg {
@@ -35,6 +37,7 @@ impl DataArg {
             DataArg::Grid => "grid",
             DataArg::Moons => "moons",
             DataArg::SwissRoll => "swiss-roll",
+            DataArg::Mixture => "mixture",
         }
     }
 
@@ -55,6 +58,7 @@ impl DataArg {
             DataArg::Grid => Some(Synthetic2d::Grid),
             DataArg::Moons => Some(Synthetic2d::TwoMoons { noise: 0.05 }),
             DataArg::SwissRoll => Some(Synthetic2d::SwissRoll { noise: 0.5 }),
+            DataArg::Mixture => Some(Synthetic2d::Mixture(GaussianMixture2d::song_ermon())),
         }
     }
 

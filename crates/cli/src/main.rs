@@ -12,7 +12,7 @@
 //! its [`run::ModelCommand`]); what they share is split by concern: `args`
 //! (flags every train command takes), `run` (settings, run directory,
 //! `config.toml`, the driver), `pictures` and `plot` (PNG output), `eval`
-//! (likelihood evaluation) and `sample`. Errors print `error: …` and exit
+//! (likelihood evaluation), `points` (scores of 2-D samples) and `sample`. Errors print `error: …` and exit
 //! with status 1; bad flags are clap's (status 2); user input never causes a
 //! panic.
 
@@ -21,6 +21,7 @@ mod commands;
 mod eval;
 mod pictures;
 mod plot;
+mod points;
 mod run;
 mod sample;
 
@@ -82,6 +83,8 @@ enum TrainModel {
     Hvae(commands::hvae::TrainArgs),
     /// Train a GAN: MLPs on 2-D points (--data ring|grid, PacGAN's settings) or DCGAN on images.
     Gan(commands::gan::TrainArgs),
+    /// Train a score model on 2-D points (--data mixture|ring|grid|moons|swiss-roll): exact-trace, sliced or denoising score matching.
+    Score(commands::score::TrainArgs),
 }
 
 /// `deepgen eval <model>`.
@@ -108,6 +111,8 @@ enum SampleModel {
     Hvae(sample::SampleArgs),
     /// Generator samples of a trained GAN (a scatter plot for 2-D points).
     Gan(sample::SampleArgs),
+    /// Langevin or annealed Langevin samples of a trained score model (or of its data's exact score), over the data; the score field.
+    Score(commands::score::SampleArgs),
 }
 
 /// `deepgen cnn <command>`.
@@ -125,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TrainModel::Ae(args) => run::train::<commands::vae::AeCommand>(&args),
             TrainModel::Hvae(args) => run::train::<commands::hvae::HvaeCommand>(&args),
             TrainModel::Gan(args) => run::train::<commands::gan::GanCommand>(&args),
+            TrainModel::Score(args) => run::train::<commands::score::ScoreCommand>(&args),
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
@@ -137,6 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             SampleModel::Vae(args) => sample::sample::<deepgen_vae::Vae>(&args),
             SampleModel::Hvae(args) => sample::sample::<deepgen_hvae::Hvae>(&args),
             SampleModel::Gan(args) => sample::sample::<deepgen_gan::Gan>(&args),
+            SampleModel::Score(args) => commands::score::sample(&args),
         },
         Command::Cnn { command } => match command {
             CnnCommand::Summary(args) => commands::cnn::summary(&args),

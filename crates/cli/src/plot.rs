@@ -198,9 +198,59 @@ pub fn scatter_plot(
     path: &Path,
 ) -> Result<()> {
     let (width, height) = scatter_size();
-    let (rgb, _area) = render(width, height, |root| draw_scatter(root, layers, title, extent))
+    let panel = Panel {
+        layers,
+        arrows: &[],
+        title,
+    };
+    let (rgb, _area) = render(width, height, |root| draw_scatter(root, &panel, extent))
         .with_context(|| format!("cannot draw scatter plot `{}`", path.display()))?;
     write_png(&rgb, width, height, path)
+}
+
+/// Arrows of a vector field (a score) at points: each drawn from its origin
+/// along its vector, in one colour.
+#[derive(Clone, Copy, Debug)]
+pub struct ArrowLayer<'a> {
+    /// Where each arrow starts.
+    pub origins: &'a [[f64; 2]],
+    /// Each arrow's displacement, in data units.
+    pub vectors: &'a [[f64; 2]],
+    /// Line colour, RGB.
+    pub color: (u8, u8, u8),
+}
+
+/// One square panel of a [`panels_plot`]: points, arrows and a title.
+#[derive(Clone, Copy, Debug)]
+pub struct Panel<'a> {
+    /// Point layers, drawn first.
+    pub layers: &'a [ScatterLayer<'a>],
+    /// Arrow layers, drawn over the points.
+    pub arrows: &'a [ArrowLayer<'a>],
+    /// The panel's title.
+    pub title: &'a str,
+}
+
+/// Writes `panels` side by side, each a [`scatter_plot`]-style square over
+/// the same `extent` (so a learned vector field sits beside the true one
+/// on equal axes), to `path` as a PNG.
+///
+/// # Errors
+/// As [`scatter_plot`]; no panel.
+pub fn panels_plot(panels: &[Panel<'_>], extent: ([f64; 2], [f64; 2]), path: &Path) -> Result<()> {
+    ensure!(!panels.is_empty(), "no panel to draw");
+    let (width, height) = scatter_size();
+    let total = width * panels.len() as u32;
+    let (rgb, ()) = render(total, height, |root| {
+        for (i, panel) in panels.iter().enumerate() {
+            let x0 = (i as u32 * width) as i32;
+            let area = root.clone().shrink((x0, 0), (width, height));
+            draw_scatter(&area, panel, Some(extent))?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("cannot draw `{}`", path.display()))?;
+    write_png(&rgb, total, height, path)
 }
 
 /// Pixels around a scatter plot's area: margin, title band, label areas.
@@ -251,10 +301,10 @@ fn square_extent(points: &[[f64; 2]], extent: Option<([f64; 2], [f64; 2])>) -> R
 /// Draws the scatter plot; returns the plot area's pixel columns and rows.
 fn draw_scatter(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
-    layers: &[ScatterLayer<'_>],
-    title: &str,
+    panel: &Panel<'_>,
     extent: Option<([f64; 2], [f64; 2])>,
 ) -> Result<(Range<i32>, Range<i32>)> {
+    let (layers, title) = (panel.layers, panel.title);
     let finite: Vec<Vec<[f64; 2]>> = layers
         .iter()
         .map(|l| {
@@ -307,6 +357,16 @@ fn draw_scatter(
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
     }
+    for arrows in panel.arrows {
+        let style = rgb(arrows.color).stroke_width(1);
+        let lines = arrows
+            .origins
+            .iter()
+            .zip(arrows.vectors)
+            .filter(|(o, v)| inside(o) && o.iter().chain(v.iter()).all(|x| x.is_finite()))
+            .flat_map(|(o, v)| arrow_strokes(*o, *v));
+        chart.draw_series(lines.map(|stroke| PathElement::new(stroke, style)))?;
+    }
     if layers.iter().any(|l| !l.name.is_empty()) {
         chart
             .configure_series_labels()
@@ -317,6 +377,22 @@ fn draw_scatter(
             .draw()?;
     }
     Ok(chart.plotting_area().get_pixel_range())
+}
+
+/// The shaft of the arrow from `o` along `v` and its two head strokes
+/// (a quarter of its length, 25° off the shaft).
+fn arrow_strokes(o: [f64; 2], v: [f64; 2]) -> [Vec<(f64, f64)>; 3] {
+    let tip = (o[0] + v[0], o[1] + v[1]);
+    let head = |angle: f64| {
+        let (sin, cos) = angle.sin_cos();
+        let back = (-0.25 * v[0], -0.25 * v[1]);
+        vec![
+            tip,
+            (tip.0 + back.0 * cos - back.1 * sin, tip.1 + back.0 * sin + back.1 * cos),
+        ]
+    };
+    let spread = 25f64.to_radians();
+    [vec![(o[0], o[1]), tip], head(spread), head(-spread)]
 }
 
 fn rgb((r, g, b): (u8, u8, u8)) -> RGBColor {
@@ -600,7 +676,12 @@ mod tests {
         // The plot area is the stated square; a narrow extent is widened to
         // a square about its centre, and `None` is a square 10 % wider than
         // the points' bounding box, centred on it.
-        let (_, (columns, rows)) = render(w, h, |root| draw_scatter(root, &layers, "", None)).unwrap();
+        let panel = Panel {
+            layers: &layers,
+            arrows: &[],
+            title: "",
+        };
+        let (_, (columns, rows)) = render(w, h, |root| draw_scatter(root, &panel, None)).unwrap();
         let side = SCATTER_AREA_SIDE as i32;
         assert_eq!(
             (columns.len() as i32, rows.len() as i32),

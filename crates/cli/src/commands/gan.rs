@@ -7,6 +7,7 @@
 use crate::args::{DataArg, at_least_one, non_negative_f64, set};
 use crate::eval::JudgeArgs;
 use crate::pictures::Pictured;
+use crate::points::point_scores;
 use crate::run::{
     CONFIG_FILE, ModelCommand, RunDefaults, RunFile, RunSettings, TEST_POINTS, TrainData, checkpoint_file, open_device,
     say,
@@ -14,9 +15,7 @@ use crate::run::{
 use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
-use deepgen_core::rng::derived_rng;
-use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Metrics, Trainer, load_model};
-use deepgen_data::{HIGH_QUALITY_STDS, Synthetic2d, tensor_to_points};
+use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Trainer, load_model};
 use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -175,26 +174,6 @@ impl ModelCommand for GanCommand {
             point_scores(gan, &set, TEST_POINTS, 0, &device).map_err(|e| deepgen_core::Error::External(e.into()))
         }))
     }
-}
-
-/// The mode metrics (mixtures) and MMD² to the true distribution of `n`
-/// samples of `gan` drawn with `seed`.
-///
-/// # Errors
-/// The model's errors; diverged (non-finite) samples.
-pub fn point_scores(gan: &Gan, set: &Synthetic2d, n: usize, seed: u64, device: &Device) -> Result<Metrics> {
-    let samples = draw_samples(gan, n, seed, device)?.context("a GAN always samples")?;
-    let points = tensor_to_points(&samples)?;
-    let mut metrics = Metrics::new();
-    if let Some(mixture) = set.mixture() {
-        let report = mixture.mode_report(&points, HIGH_QUALITY_STDS)?;
-        metrics.push("modes", report.modes_captured as f64);
-        metrics.push("high_quality", report.high_quality_fraction);
-        metrics.push("reverse_kl", report.reverse_kl);
-    }
-    let mmd = set.mmd2_to_truth(&points, &mut derived_rng(seed, 1))?;
-    metrics.push("mmd2", mmd.mmd2);
-    Ok(metrics)
 }
 
 impl Pictured for Gan {

@@ -4,4 +4,5 @@
 pub mod cnn;
 pub mod gan;
 pub mod hvae;
+pub mod score;
 pub mod vae;

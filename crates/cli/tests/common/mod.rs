@@ -46,6 +46,7 @@ pub fn assert_flag_rejected(output: &Output, needle: &str) {
 
 /// Writes the four IDX files of an MNIST-format data set to `dir`: image `i`
 /// has label `i % 10` and a bright band on rows `2·label .. 2·label + 4`.
+#[allow(dead_code)] // not every test file trains on images
 pub fn write_fake_mnist(dir: &Path, n_train: usize, n_test: usize) {
     let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
         let mut bytes = magic.to_be_bytes().to_vec();
