@@ -316,7 +316,11 @@ fn draw_scatter(
         })
         .collect();
     let all: Vec<[f64; 2]> = finite.iter().flatten().copied().collect();
-    ensure!(!all.is_empty(), "no finite point to plot in {} layers", layers.len());
+    ensure!(
+        !all.is_empty() || (extent.is_some() && !panel.arrows.is_empty()),
+        "no finite point to plot in {} layers",
+        layers.len()
+    );
     let (x_range, y_range) = square_extent(&all, extent)?;
 
     let root = root.margin(SCATTER_MARGIN, SCATTER_MARGIN, SCATTER_MARGIN, SCATTER_MARGIN);
@@ -694,6 +698,65 @@ mod tests {
         assert!((x_range.end - x_range.start - 2.2).abs() < 1e-12);
         assert!((y_range.end - y_range.start - 2.2).abs() < 1e-12);
         assert!((x_range.start + x_range.end - 4.0).abs() < 1e-12 && (y_range.start + y_range.end - 3.0).abs() < 1e-12);
+    }
+
+    /// Two panels side by side, each with its arrows in its colour: the
+    /// picture is two scatter plots wide, the arrows cover pixels in the
+    /// left half (red) and the right half (blue) only.
+    #[test]
+    fn panels_plot_draws_arrow_fields_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("field.png");
+        let origins: Vec<[f64; 2]> = (0..25)
+            .map(|k| [f64::from(k % 5) - 2.0, f64::from(k / 5) - 2.0])
+            .collect();
+        let inward: Vec<[f64; 2]> = origins.iter().map(|o| [-0.4 * o[0], -0.4 * o[1]]).collect();
+        let (red, blue) = ((214, 39, 40), (31, 119, 180));
+        let left = [ArrowLayer {
+            origins: &origins,
+            vectors: &inward,
+            color: red,
+        }];
+        let right = [ArrowLayer {
+            origins: &origins,
+            vectors: &inward,
+            color: blue,
+        }];
+        let panels = [
+            Panel {
+                layers: &[],
+                arrows: &left,
+                title: "learned",
+            },
+            Panel {
+                layers: &[],
+                arrows: &right,
+                title: "true",
+            },
+        ];
+        panels_plot(&panels, ([-3.0, 3.0], [-3.0, 3.0]), &path).unwrap();
+        let (w, h, _, data) = decode(&path);
+        let (sw, sh) = scatter_size();
+        assert_eq!((w, h), (2 * sw, sh));
+        let half = |rgb: (u8, u8, u8), right_half: bool| {
+            data.chunks_exact(3)
+                .enumerate()
+                .filter(|(i, p)| ((i % w as usize) >= sw as usize) == right_half && (p[0], p[1], p[2]) == rgb)
+                .count()
+        };
+        assert!(
+            half(red, false) > 200 && half(red, true) == 0,
+            "{} {}",
+            half(red, false),
+            half(red, true)
+        );
+        assert!(
+            half(blue, true) > 200 && half(blue, false) == 0,
+            "{} {}",
+            half(blue, true),
+            half(blue, false)
+        );
+        assert!(panels_plot(&[], ([-3.0, 3.0], [-3.0, 3.0]), &path).is_err());
     }
 
     #[test]
