@@ -96,13 +96,16 @@ fn parse_start(text: &str) -> Result<ChainStart, String> {
 }
 
 /// `(σ_max, σ_min)` per data set: σ_max about the largest distance between
-/// two points (NCSNv2's first rule), σ_min about the data's own noise.
+/// two points (NCSNv2's first rule); σ_min Song & Ermon's 1 for their
+/// mixture, otherwise a few times the data's own noise, below which the
+/// network would have to resolve finer structure than it can learn in a
+/// short run — Tweedie's final step then takes the samples onto the data.
 fn noise_range(data: DataArg) -> (f64, f64) {
     match data {
         DataArg::Mixture => (20.0, 1.0),
-        DataArg::Ring => (2.0, 0.01),
-        DataArg::Grid => (12.0, 0.05),
-        DataArg::Moons => (3.0, 0.03),
+        DataArg::Ring => (2.0, 0.05),
+        DataArg::Grid => (12.0, 0.1),
+        DataArg::Moons => (3.0, 0.05),
         _ => (30.0, 0.3),
     }
 }
@@ -111,6 +114,14 @@ fn noise_range(data: DataArg) -> (f64, f64) {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreTraining {}
+
+/// Chains of the per-epoch sample metrics: each runs the whole sampler (a
+/// thousand network passes), so fewer than the 2,500 of `sample score`.
+const EPOCH_CHAINS: usize = 500;
+
+/// The default Langevin step in units of the last level's variance,
+/// `α_L = 0.1 σ_L²` (Song & Ermon's ε = 0.1 at σ_L = 1).
+const STEP_PER_VARIANCE: f64 = 0.1;
 
 /// `deepgen train score`.
 #[derive(Debug)]
@@ -121,27 +132,37 @@ impl ModelCommand for ScoreCommand {
     type Training = ScoreTraining;
     type Flags = ScoreFlags;
     const DESCRIPTION: &'static str = "a score model";
-    /// 3,900 Adam steps at 1e-3 on batches of 128 of the 100,000 points.
+    /// 7,810 Adam steps at 1e-3 on batches of 128 of the 100,000 points.
     const DEFAULTS: RunDefaults = RunDefaults {
-        epochs: 5,
+        epochs: 10,
         batch_size: 128,
         lr: 1e-3,
     };
     const POINTS: bool = true;
 
     /// Ten geometric levels over the data's scales; annealed Langevin with
-    /// `α_i = 0.1 σ_i²` (Song & Ermon's ε = 0.1 at σ_L = 1), from
-    /// `U[−8, 8]²` for the mixture and from `N(0, σ₁²I)` otherwise.
+    /// `α_i = 0.1 σ_i²` (Song & Ermon's ε = 0.1 at σ_L = 1). Their mixture
+    /// keeps their setting (two layers of 128, chains from `U[−8, 8]²`, no
+    /// final denoising); the sharper sets get three layers of 256, chains
+    /// from `N(0, σ₁²I)` and Tweedie's final step.
     fn default_config(data: DataArg) -> ScoreConfig {
         let (high, low) = noise_range(data);
-        let start = match data {
-            DataArg::Mixture => ChainStart::Uniform { half_width: 8.0 },
-            _ => ChainStart::Gaussian { std: high },
+        let song_ermon = data == DataArg::Mixture;
+        let start = if song_ermon {
+            ChainStart::Uniform { half_width: 8.0 }
+        } else {
+            ChainStart::Gaussian { std: high }
         };
         ScoreConfig {
+            hidden: if song_ermon {
+                vec![128, 128]
+            } else {
+                vec![256, 256, 256]
+            },
             sigmas: NoiseLevels::geometric(high, low, 10).expect("valid levels"),
             sampler: SamplerConfig {
-                epsilon: 0.1 * low * low,
+                epsilon: STEP_PER_VARIANCE * low * low,
+                denoise: !song_ermon,
                 start,
                 ..SamplerConfig::default()
             },
@@ -163,6 +184,8 @@ impl ModelCommand for ScoreCommand {
         set(&mut c.noise_conditional, f.noise_conditional);
         if let Some(sigmas) = &f.sigmas {
             c.sigmas = NoiseLevels::new(sigmas.clone())?;
+            // The step follows the last level (α_L = 0.1 σ_L²) unless given.
+            c.sampler.epsilon = STEP_PER_VARIANCE * c.sigmas.smallest().powi(2);
         } else if !c.noise_conditional && c.sigmas.len() > 1 {
             // An unconditional network is fitted (and sampled) at one level: the smallest.
             c.sigmas = NoiseLevels::new(vec![c.sigmas.smallest()])?;
@@ -180,7 +203,7 @@ impl ModelCommand for ScoreCommand {
     }
 
     /// For a mixture, the Fisher divergence to the true score at the level
-    /// the network is judged at; for every set, the sample metrics.
+    /// the network is judged at; for every set, the metrics of 500 samples.
     fn prepare(
         trainer: Trainer<ScoreModel>,
         _: &ScoreTraining,
@@ -196,7 +219,7 @@ impl ModelCommand for ScoreCommand {
             if let Some(truth) = set.mixture().map(|m| exact_mixture(&m)).transpose()? {
                 metrics.push("fisher", fisher_at_judged_level(model, &truth, &test)?);
             }
-            for (name, value) in point_scores(model, &set, TEST_POINTS, 0, &device)?.iter() {
+            for (name, value) in point_scores(model, &set, EPOCH_CHAINS, 0, &device)?.iter() {
                 metrics.push(name, value);
             }
             Ok(metrics)
@@ -327,12 +350,12 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
             "the exact score",
         )
     } else {
-        (model.draw(&sampler, &e, &mut rng)?, "the network")
+        (model.draw(&sampler, &e, &mut rng)?, "network")
     };
     let data_points = set.sample(TEST_POINTS, &mut derived_rng(args.seed, 2), &device)?;
     let title = match sampler.kind {
         SamplerKind::Annealed => format!(
-            "annealed Langevin, {} levels × {} steps, {source}",
+            "annealed Langevin, {} × {} steps, {source}",
             model.config().sigmas.len(),
             sampler.steps
         ),
@@ -340,7 +363,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     };
     save_points_png(&samples, Some(&data_points), &title, &args.out)?;
     let mut line = format!(
-        "{} samples ({} on {source}, seed {}): {}",
+        "{} samples ({} on the {source}, seed {}): {}",
         args.n,
         sampler.kind,
         args.seed,
