@@ -177,10 +177,10 @@ fn fetch(dest: &Path, shown: &str, files: &[(&str, &str)], source: &Source<'_>) 
         return Ok(vec![Action::Present; files.len()]);
     }
 
-    if let Source::Dir { path, shown: from } = source {
-        if !path.is_dir() {
-            bail!("--from {}: no such folder", from.display());
-        }
+    if let Source::Dir { path, shown: from } = source
+        && !path.is_dir()
+    {
+        bail!("--from {}: no such folder", from.display());
     }
     fs::create_dir_all(dest).with_context(|| format!("cannot create {shown}"))?;
     let mut actions = Vec::with_capacity(files.len());
@@ -295,10 +295,10 @@ impl Part {
         fs::rename(&self.part, &self.target).with_context(|| format!("cannot rename {}", self.part.display()))?;
         self.done = true;
         // Make the rename itself durable; not possible (or needed) everywhere.
-        if let Some(dir) = self.target.parent() {
-            if let Ok(d) = fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+        if let Some(dir) = self.target.parent()
+            && let Ok(d) = fs::File::open(dir)
+        {
+            let _ = d.sync_all();
         }
         Ok(())
     }

@@ -149,10 +149,10 @@ fn crates_with_feature(crates_dir: &Path, feature: &str) -> Result<Vec<String>> 
     let mut found = Vec::new();
     for entry in entries {
         let manifest = entry?.path().join("Cargo.toml");
-        if let Ok(text) = fs::read_to_string(&manifest) {
-            if let Some(name) = declares_feature(&text, feature) {
-                found.push(name);
-            }
+        if let Ok(text) = fs::read_to_string(&manifest)
+            && let Some(name) = declares_feature(&text, feature)
+        {
+            found.push(name);
         }
     }
     found.sort();

@@ -151,11 +151,22 @@ impl Checkpoint {
     }
 }
 
-/// The temporary name a file is written under before it is renamed into place.
+/// The temporary name a file is written under before it is renamed into
+/// place: `<name>.<pid>.<n>.tmp`, new for every call, so that two writers
+/// (two processes, or two threads of one) never share a temporary file —
+/// with one fixed name, two runs into one folder tore each other's
+/// checkpoints.
 pub fn temporary_path(path: &Path) -> PathBuf {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".tmp");
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Whether `path` is a temporary file of [`write_atomic`] (any writer's).
+pub fn is_temporary(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "tmp")
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
@@ -228,7 +239,12 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(w(&saved), w(&loaded));
-        assert!(!temporary_path(&path).exists(), "no temporary file is left behind");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| is_temporary(&e.path()))
+            .collect();
+        assert!(left.is_empty(), "no temporary file is left behind: {left:?}");
         Ok(())
     }
 
@@ -287,14 +303,35 @@ mod tests {
     }
 
     #[test]
-    fn failed_write_leaves_old_file_intact() -> Result<()> {
+    fn failed_write_leaves_old_contents_and_no_temporary_file() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
         let path = dir.path().join("ckpt");
-        write_atomic(&path, b"old")?;
-        // A directory squatting on the temporary name makes the write fail.
-        std::fs::create_dir(temporary_path(&path)).map_err(|e| Error::io("mkdir", &path, e))?;
+        // A non-empty directory under the final name makes the rename fail.
+        std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", &path, e))?;
+        std::fs::write(path.join("old"), b"old").map_err(|e| Error::io("write", &path, e))?;
         assert!(write_atomic(&path, b"new").is_err());
-        assert_eq!(std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?, b"old");
+        assert_eq!(
+            std::fs::read(path.join("old")).map_err(|e| Error::io("read", &path, e))?,
+            b"old"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .map_err(|e| Error::io("ls", &path, e))?
+            .collect();
+        assert_eq!(names.len(), 1, "only the directory is left: {names:?}");
         Ok(())
+    }
+
+    /// Every call names a new temporary file, all of them recognised as such.
+    #[test]
+    fn temporary_names_are_unique_per_write() {
+        let path = Path::new("run/checkpoint.safetensors");
+        let (a, b) = (temporary_path(path), temporary_path(path));
+        assert_ne!(a, b);
+        assert!(is_temporary(&a) && is_temporary(&b) && !is_temporary(path));
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(&format!("checkpoint.safetensors.{}.", std::process::id())),
+            "{name}"
+        );
     }
 }

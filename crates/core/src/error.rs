@@ -70,6 +70,11 @@ pub enum Error {
     /// `--resume` was asked for but the run directory has no checkpoint.
     #[error("cannot resume: no checkpoint at `{0}`")]
     NothingToResume(PathBuf),
+    /// Another process holds the run directory's lock.
+    #[error(
+        "run directory `{0}` is in use by another deepgen process (it holds `.deepgen.lock` there); wait for it to finish, or pass --out DIR"
+    )]
+    RunInUse(PathBuf),
 }
 
 /// `Result` with deepgen-core's [`Error`].

@@ -43,6 +43,7 @@ pub mod ops;
 pub mod optim;
 pub mod progress;
 pub mod rng;
+pub mod run_lock;
 pub mod train;
 pub mod trainer;
 
@@ -54,6 +55,7 @@ pub use ops::{prepare_cpu_training, reuse_freed_memory};
 pub use optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig, clip_grad_norm};
 pub use progress::progress_bar;
 pub use rng::{StdRng, derived_rng, rng_from_seed};
+pub use run_lock::RunLock;
 pub use train::{
     BatchSource, EpochRecord, Metrics, StepCtx, TrainConfig, TrainStep, batch_ranges, fit, nonempty_batch_ranges,
 };

@@ -175,14 +175,14 @@ fn decode<R: Read>(
     }
     let found = u32::from_be_bytes(magic);
     let [zero_a, zero_b, type_code, rank] = magic;
-    if let Some(expected) = expected_magic {
-        if found != expected {
-            return Err(Error::BadMagic {
-                path: path.into(),
-                found,
-                expected: describe_magic(expected),
-            });
-        }
+    if let Some(expected) = expected_magic
+        && found != expected
+    {
+        return Err(Error::BadMagic {
+            path: path.into(),
+            found,
+            expected: describe_magic(expected),
+        });
     }
     if zero_a != 0 || zero_b != 0 {
         return Err(Error::BadMagic {
@@ -684,7 +684,13 @@ mod tests {
             let arr = read_idx(&path, Some(IMAGES_MAGIC)).unwrap();
             assert_eq!(arr.dims(), &[3, 28, 28]);
             assert_eq!(arr.data(), pixels.as_slice());
-            assert!(!deepgen_core::checkpoint::temporary_path(&path).exists());
+            let dir = path.parent().unwrap();
+            let temporary = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok());
+            assert!(
+                !temporary
+                    .into_iter()
+                    .any(|e| deepgen_core::checkpoint::is_temporary(&e.path()))
+            );
         }
     }
 

@@ -105,14 +105,14 @@ impl Hvae {
                 "active units need at least 2 test images (use ≥ 1,000)",
             ));
         }
-        if let Some((k, examples)) = log_likelihood {
-            if k == 0 || examples == 0 {
-                return Err(Error::invalid(
-                    "log_likelihood",
-                    format!("k = {k}, examples = {examples}"),
-                    "both must be at least 1",
-                ));
-            }
+        if let Some((k, examples)) = log_likelihood
+            && (k == 0 || examples == 0)
+        {
+            return Err(Error::invalid(
+                "log_likelihood",
+                format!("k = {k}, examples = {examples}"),
+                "both must be at least 1",
+            ));
         }
         let d = self.diagnostics(images, batch_size, rng)?;
         let mut metrics = Metrics::new()

@@ -51,7 +51,7 @@ fn check_rows(op: &'static str, name: &str, rows: &[f64], dim: usize, min_rows: 
     if dim == 0 {
         return Err(invalid(op, "dim is 0, expected at least 1 column".to_string()));
     }
-    if rows.len() % dim != 0 {
+    if !rows.len().is_multiple_of(dim) {
         return Err(invalid(
             op,
             format!("`{name}` has {} values, not a multiple of dim {dim}", rows.len()),

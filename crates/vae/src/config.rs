@@ -175,7 +175,7 @@ impl VaeConfig {
                 format!("the convolutional VAE needs {} × s × s images", self.channels),
             ));
         }
-        if side == 0 || side % 4 != 0 {
+        if side == 0 || !side.is_multiple_of(4) {
             return Err(Error::invalid(
                 "input_dim",
                 self.input_dim,
