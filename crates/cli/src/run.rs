@@ -9,8 +9,9 @@ use crate::pictures::{EpochPictures, Pictured, final_pictures, say_pictures};
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::derived_rng;
+use deepgen_core::run_lock::LOCK_FILE;
 use deepgen_core::train::{BatchSource, CHECKPOINT_FILE, EpochRecord, METRICS_FILE, TrainConfig, TrainStep, fit};
-use deepgen_core::{AdamConfig, DeviceChoice, Metrics, StdRng, TrainableModel, Trainer};
+use deepgen_core::{AdamConfig, DeviceChoice, Metrics, RunLock, StdRng, TrainableModel, Trainer};
 use deepgen_data::{BatcherConfig, Dataset, ImageBatcher, Mnist, Synthetic2d};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -237,6 +238,9 @@ pub struct TrainRun {
     /// No progress bar, no per-epoch lines.
     pub quiet: bool,
     started: Instant,
+    /// The run directory's lock, held from [`Self::create_run_dir`] until
+    /// the run ends.
+    lock: Option<RunLock>,
 }
 
 impl TrainRun {
@@ -273,6 +277,7 @@ impl TrainRun {
             resume: flags.resume,
             quiet: flags.quiet,
             started: Instant::now(),
+            lock: None,
         };
         Ok((run, file.model, file.training))
     }
@@ -329,19 +334,31 @@ impl TrainRun {
         }
     }
 
-    /// Creates the run directory and writes its `config.toml` (a resumed
-    /// run's is written by [`TrainRun::fit`] once the checkpoint has accepted
-    /// the settings).
+    /// Creates the run directory, takes its lock for the rest of the run
+    /// and, for a new run, refuses a folder that holds any file (a new run
+    /// would overwrite the user's `config.toml` or `metrics.csv`), then
+    /// writes its `config.toml` (a resumed run's is written by
+    /// [`TrainRun::fit`] once the checkpoint has accepted the settings).
     ///
     /// # Errors
-    /// The file system.
+    /// Another process holds the folder; foreign files in it; the file system.
     pub fn create_run_dir<C: Serialize + DeserializeOwned + Default, T: Serialize + DeserializeOwned + Default>(
-        &self,
+        &mut self,
         file: &RunFile<C, T>,
     ) -> Result<()> {
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("cannot create `{}`", self.run_dir.display()))?;
+        self.lock = Some(RunLock::acquire(&self.run_dir)?);
         if !self.resume {
+            let found = foreign_files(&self.run_dir)?;
+            if !found.is_empty() {
+                bail!(
+                    "`{}` already holds {} ({}); a new run goes into an empty or new folder: pass --out DIR",
+                    self.run_dir.display(),
+                    if found.len() == 1 { "a file" } else { "files" },
+                    found.join(", ")
+                );
+            }
             file.write(&self.run_dir)?;
         }
         Ok(())
@@ -444,6 +461,23 @@ impl TrainRun {
             files.join(", ")
         ));
     }
+}
+
+/// The entries of `dir` other than the run lock, sorted, at most 5 named
+/// (then `…`).
+fn foreign_files(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list `{}`", dir.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCK_FILE)
+        .collect();
+    names.sort();
+    if names.len() > 5 {
+        names.truncate(5);
+        names.push("…".into());
+    }
+    Ok(names)
 }
 
 /// Refuses to overwrite a finished or interrupted run without `--resume`,
@@ -730,7 +764,7 @@ pub fn group_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

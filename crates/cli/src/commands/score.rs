@@ -347,7 +347,7 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         };
         (
             exact_draw(truth, model.config(), &sampler, &e, &mut rng)?,
-            "the exact score",
+            "exact score",
         )
     } else {
         (model.draw(&sampler, &e, &mut rng)?, "network")

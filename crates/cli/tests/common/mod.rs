@@ -1,6 +1,8 @@
 //! What the end-to-end tests of the `deepgen` binary share: running it,
 //! checking how it fails, and a tiny synthetic data set in MNIST's file
-//! format (so that no test needs a download).
+//! format (so that no test needs a download). Each test file uses some of
+//! them, hence the allowance for the others.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -46,7 +48,6 @@ pub fn assert_flag_rejected(output: &Output, needle: &str) {
 
 /// Writes the four IDX files of an MNIST-format data set to `dir`: image `i`
 /// has label `i % 10` and a bright band on rows `2·label .. 2·label + 4`.
-#[allow(dead_code)] // not every test file trains on images
 pub fn write_fake_mnist(dir: &Path, n_train: usize, n_test: usize) {
     let write = |name: &str, magic: u32, dims: &[u32], data: &[u8]| {
         let mut bytes = magic.to_be_bytes().to_vec();
