@@ -161,14 +161,75 @@ fn main() -> ExitCode {
     // exists or any tensor op runs.
     unsafe { deepgen_core::prepare_cpu_training() };
     let cli = Cli::parse();
+    stop_cleanly_on_signals();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if interrupted(&err).is_some() => {
+            eprintln!("error: {err:#}");
+            if let Some(hint) = interrupted(&err).and_then(resume_hint) {
+                eprintln!("{hint}");
+            }
+            ExitCode::from(INTERRUPTED)
+        }
         Err(err) => {
             // `{:#}` prints the context chain: "cannot load mnist from `data/mnist`: … run `cargo xtask …`".
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT).
+const INTERRUPTED: u8 = 130;
+
+/// Ctrl-C and SIGTERM: during training the first asks the loop to stop at
+/// its next step boundary (the last epoch's checkpoint is intact); a second,
+/// or one outside training, ends the program at once.
+fn stop_cleanly_on_signals() {
+    let installed = ctrlc::set_handler(|| {
+        use deepgen_core::interrupt;
+        if interrupt::training_active() && !interrupt::stop_requested() {
+            interrupt::request_stop();
+            eprintln!("\nstopping after this step (again to stop at once)");
+        } else {
+            std::process::exit(i32::from(INTERRUPTED));
+        }
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: cannot handle Ctrl-C ({e}); it will stop the program at once");
+    }
+}
+
+/// The training loop's interruption, if that is what ended the command.
+fn interrupted(err: &anyhow::Error) -> Option<Option<usize>> {
+    err.chain().find_map(|e| match e.downcast_ref::<deepgen_core::Error>() {
+        Some(deepgen_core::Error::Interrupted { kept, .. }) => Some(*kept),
+        _ => None,
+    })
+}
+
+/// `resume with: deepgen train … --resume` when a checkpoint is kept: this
+/// program's own arguments, with `--resume` added; otherwise how to start
+/// again.
+fn resume_hint(kept: Option<usize>) -> Option<String> {
+    if kept.is_none() {
+        return Some("nothing was saved: remove the run directory to start again".into());
+    }
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--resume") {
+        args.push("--resume".into());
+    }
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.chars().any(|c| c.is_whitespace() || c == '\'') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    Some(format!("resume with: deepgen {}", quoted.join(" ")))
 }
 
 #[cfg(test)]

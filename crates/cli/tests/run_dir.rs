@@ -62,3 +62,67 @@ fn a_new_run_does_not_overwrite_files_it_did_not_write() {
         "a,b\n1,2\n"
     );
 }
+
+/// Ctrl-C (SIGINT) during training stops at a step boundary with status
+/// 130, names the epoch whose checkpoint is kept and prints the command that
+/// resumes — which then works.
+#[test]
+fn ctrl_c_stops_at_a_step_boundary_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let args = [
+        "train",
+        "score",
+        "--data",
+        "mixture",
+        "--out",
+        utf8(&run),
+        "--epochs",
+        "100000",
+        "--batch-size",
+        "5000",
+        "--hidden",
+        "8",
+        "--sampler-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_deepgen"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn deepgen");
+    let started = std::time::Instant::now();
+    while !run.join("checkpoint.safetensors").exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint after two minutes");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted in epoch") && stderr.contains("is kept"),
+        "{stderr}"
+    );
+    let hint = stderr
+        .lines()
+        .find(|l| l.starts_with("resume with: deepgen train score"))
+        .expect("a resume line");
+    assert!(hint.ends_with("--resume"), "{hint}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The resumed run continues from the kept checkpoint (here to an end that is already reached).
+    let mut resumed: Vec<&str> = args.to_vec();
+    resumed[7] = "1";
+    resumed.push("--resume");
+    let again = deepgen(&resumed);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}

@@ -70,6 +70,16 @@ pub enum Error {
     /// `--resume` was asked for but the run directory has no checkpoint.
     #[error("cannot resume: no checkpoint at `{0}`")]
     NothingToResume(PathBuf),
+    /// A stop was requested (Ctrl-C, SIGTERM); the loop stopped at a step
+    /// boundary of epoch `epoch` (1-based), and the checkpoint on disk is
+    /// that of epoch `kept` (`None`: no epoch had finished, nothing saved).
+    #[error("interrupted in epoch {epoch}; {}", kept_checkpoint(*.kept))]
+    Interrupted {
+        /// The epoch that was running.
+        epoch: usize,
+        /// The last epoch whose checkpoint is on disk.
+        kept: Option<usize>,
+    },
     /// Another process holds the run directory's lock.
     #[error(
         "run directory `{0}` is in use by another deepgen process (it holds `.deepgen.lock` there); wait for it to finish, or pass --out DIR"
@@ -93,5 +103,13 @@ impl Error {
     /// Wraps another crate's error (see [`Error::External`]).
     pub fn external(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Error::External(Box::new(error))
+    }
+}
+
+/// What an interrupted run left on disk, for [`Error::Interrupted`].
+fn kept_checkpoint(kept: Option<usize>) -> String {
+    match kept {
+        Some(epoch) => format!("the checkpoint of epoch {epoch} is kept"),
+        None => "no epoch had finished, so there is no checkpoint".into(),
     }
 }

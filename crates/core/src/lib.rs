@@ -38,6 +38,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod init;
+pub mod interrupt;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -445,6 +445,8 @@ where
     };
 
     let mut records = Vec::new();
+    let _active = crate::interrupt::ActiveTraining::start();
+    let mut kept = (checkpoint_path.is_some() && start_epoch > 0).then_some(start_epoch);
     for epoch_idx in start_epoch..config.epochs {
         let epoch = epoch_idx + 1;
         let mut rng = derived_rng(config.seed, 2 * epoch_idx as u64);
@@ -462,6 +464,10 @@ where
         let mut means = MetricMeans::default();
         let started = Instant::now();
         for batch_idx in 0..n_batches {
+            if crate::interrupt::take_stop_request() {
+                bar.finish_and_clear();
+                return Err(Error::Interrupted { epoch, kept });
+            }
             let batch = data.batch(batch_idx)?;
             let ctx = StepCtx::new(epoch, batch_idx, n_batches);
             let metrics = step.train_step(&batch, &ctx, &mut rng)?;
@@ -493,6 +499,7 @@ where
             // run redo (and rewrite) this epoch rather than lose its row.
             log.append(&record)?;
             checkpoint.save(path)?;
+            kept = Some(epoch);
         }
         on_epoch(&record, step)?;
         records.push(record);
