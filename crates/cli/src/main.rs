@@ -163,7 +163,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     stop_cleanly_on_signals();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match run::stdout_error() {
+            None => ExitCode::SUCCESS,
+            Some(e) => {
+                eprintln!("error: cannot write to standard output: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(err) if interrupted(&err).is_some() => {
             eprintln!("error: {err:#}");
             if let Some(hint) = interrupted(&err).and_then(resume_hint) {

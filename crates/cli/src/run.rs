@@ -756,7 +756,22 @@ pub fn epoch_line(record: &EpochRecord, epochs: usize) -> String {
 /// Writes a line to stdout; a closed pipe (`deepgen … | head`) is not an
 /// error worth stopping a training run for, so write errors are ignored.
 pub fn say(line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        let _ = STDOUT_ERROR.set(e);
+    }
+}
+
+/// The first error writing to standard output (a full disk behind
+/// `> file`), kept so that the program can fail at the end instead of
+/// exiting 0 with its output lost.
+static STDOUT_ERROR: std::sync::OnceLock<std::io::Error> = std::sync::OnceLock::new();
+
+/// Flushes standard output and returns the first write error, if any; a
+/// closed pipe (`| head`) is not one.
+pub fn stdout_error() -> Option<String> {
+    let flushed = std::io::stdout().flush().err();
+    let error = STDOUT_ERROR.get().or(flushed.as_ref())?;
+    (error.kind() != std::io::ErrorKind::BrokenPipe).then(|| error.to_string())
 }
 
 /// `1663370` → `1,663,370`.

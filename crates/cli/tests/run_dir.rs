@@ -9,8 +9,9 @@ use common::{assert_fails_cleanly, deepgen, text, utf8};
 use std::path::Path;
 use std::process::Output;
 
-fn train(run: &Path) -> Output {
-    deepgen(&[
+/// A tiny score run on the mixture into `run` for `epochs` epochs.
+fn args<'a>(run: &'a Path, epochs: &'static str) -> Vec<&'a str> {
+    vec![
         "train",
         "score",
         "--data",
@@ -18,7 +19,7 @@ fn train(run: &Path) -> Output {
         "--out",
         utf8(run),
         "--epochs",
-        "1",
+        epochs,
         "--batch-size",
         "5000",
         "--hidden",
@@ -28,7 +29,11 @@ fn train(run: &Path) -> Output {
         "--device",
         "cpu",
         "--quiet",
-    ])
+    ]
+}
+
+fn train(run: &Path) -> Output {
+    deepgen(&args(run, "1"))
 }
 
 #[test]
@@ -70,27 +75,9 @@ fn a_new_run_does_not_overwrite_files_it_did_not_write() {
 fn ctrl_c_stops_at_a_step_boundary_and_says_how_to_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
-    let args = [
-        "train",
-        "score",
-        "--data",
-        "mixture",
-        "--out",
-        utf8(&run),
-        "--epochs",
-        "100000",
-        "--batch-size",
-        "5000",
-        "--hidden",
-        "8",
-        "--sampler-steps",
-        "2",
-        "--device",
-        "cpu",
-        "--quiet",
-    ];
+    let args = args(&run, "100000");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_deepgen"))
-        .args(args)
+        .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -120,7 +107,7 @@ fn ctrl_c_stops_at_a_step_boundary_and_says_how_to_resume() {
     assert!(hint.ends_with("--resume"), "{hint}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The resumed run continues from the kept checkpoint (here to an end that is already reached).
-    let mut resumed: Vec<&str> = args.to_vec();
+    let mut resumed = args.clone();
     resumed[7] = "1";
     resumed.push("--resume");
     let again = deepgen(&resumed);

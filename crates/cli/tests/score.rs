@@ -131,3 +131,36 @@ fn a_sliced_run_on_moons_samples_by_plain_langevin() {
     ]);
     assert_fails_cleanly(&exact, "no closed form");
 }
+
+/// Output that cannot be written (a full disk behind `> file`) is an error,
+/// not an exit status 0 with the output lost.
+#[test]
+fn output_to_a_full_disk_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    assert!(train(&run, "mixture", &[]).status.success());
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full on this system
+    };
+    let png = dir.path().join("s.png");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_deepgen"))
+        .args([
+            "sample",
+            "score",
+            "--checkpoint",
+            utf8(&run),
+            "--n",
+            "50",
+            "--out",
+            utf8(&png),
+        ])
+        .stdout(full)
+        .output()
+        .expect("deepgen runs");
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot write to standard output"),
+        "{}",
+        text(&output.stderr)
+    );
+}
