@@ -271,6 +271,9 @@ impl TrainRun {
             .clone()
             .unwrap_or_else(|| Path::new("runs").join(format!("{family}-{}", settings.data.name())));
         check_run_dir(&run_dir, flags.resume)?;
+        if flags.resume {
+            refuse_changed_settings(&run_dir, &file.run, &settings)?;
+        }
         let run = TrainRun {
             settings,
             run_dir,
@@ -480,6 +483,35 @@ fn foreign_files(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// A resumed run keeps the data, batch size and learning rate it began with
+/// (`--epochs` may grow, the device may change): a flag that changes one is
+/// refused with both values, instead of silently continuing another run.
+fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings) -> Result<()> {
+    let mut changed = Vec::new();
+    if let Some(data) = was.data.filter(|d| *d != now.data) {
+        changed.push(format!("data was {}, now {}", data.name(), now.data.name()));
+    }
+    if let Some(batch) = was.batch_size.filter(|b| *b != now.batch_size) {
+        changed.push(format!("batch size was {batch}, now {}", now.batch_size));
+    }
+    if let Some(lr) = was.lr.filter(|lr| *lr != now.lr) {
+        changed.push(format!("learning rate was {lr}, now {}", now.lr));
+    }
+    if !changed.is_empty() {
+        bail!(
+            "cannot resume `{}` with other settings: {}; a run keeps the data, batch size and learning rate it began with (start a new run with --out DIR)",
+            run_dir.display(),
+            changed.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// `[training]` as one line, for messages.
+fn one_line<T: Serialize>(table: &T) -> String {
+    toml::to_string(table).map_or_else(|_| "?".into(), |t| t.trim().replace('\n', ", "))
+}
+
 /// Refuses to overwrite a finished or interrupted run without `--resume`,
 /// and to resume a run that is not there.
 fn check_run_dir(run_dir: &Path, resume: bool) -> Result<()> {
@@ -617,10 +649,18 @@ pub fn train<C: ModelCommand>(args: &TrainArgs<C::Flags>) -> Result<()> {
     if run_flags.config.is_none() && !run.resume {
         config = C::default_config(run.settings.data);
     }
+    let training_before = one_line(&training);
     C::apply_flags(flags, &run.settings, &mut config, &mut training).with_context(|| match &run_flags.config {
         Some(path) => format!("invalid {family} options (from `{}` and the flags)", path.display()),
         None => format!("invalid {family} options"),
     })?;
+    if run.resume && one_line(&training) != training_before {
+        bail!(
+            "cannot resume `{}` with other [training] options: was {training_before}, now {}; start a new run with --out DIR",
+            run.run_dir.display(),
+            one_line(&training)
+        );
+    }
     if let Some(warning) = C::warning(&config, &run.settings) {
         eprintln!("warning: {warning}");
     }

@@ -113,3 +113,37 @@ fn ctrl_c_stops_at_a_step_boundary_and_says_how_to_resume() {
     let again = deepgen(&resumed);
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
+
+/// `--resume` with another data set, batch size or learning rate is refused
+/// with both values; more epochs are fine.
+#[test]
+fn resume_refuses_other_data_batch_size_and_learning_rate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    assert!(train(&run).status.success());
+    // Everything else comes from the run's own config.toml.
+    let resume = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "score",
+            "--out",
+            utf8(&run),
+            "--epochs",
+            "2",
+            "--resume",
+            "--quiet",
+        ];
+        a.extend(extra);
+        deepgen(&a)
+    };
+    assert_fails_cleanly(&resume(&["--data", "ring"]), "data was mixture, now ring");
+    assert_fails_cleanly(&resume(&["--lr", "0.01"]), "learning rate was 0.001, now 0.01");
+    assert_fails_cleanly(&resume(&["--batch-size", "100"]), "batch size was 5000, now 100");
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(
+        config.contains("data = \"mixture\"") && config.contains("epochs = 1"),
+        "{config}"
+    );
+    let more = resume(&[]);
+    assert!(more.status.success(), "{}", text(&more.stderr));
+}
