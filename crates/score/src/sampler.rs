@@ -163,6 +163,37 @@ impl AnnealedLangevin {
 }
 
 impl SamplerConfig {
+    /// Runs this sampler on `field` from `x0`: annealed over `levels`, or
+    /// plain Langevin reading the field at `plain_level` (then the optional
+    /// denoising step at that level).
+    ///
+    /// # Errors
+    /// Invalid settings; the field's errors.
+    pub fn run(
+        &self,
+        field: &impl ScoreField,
+        levels: &NoiseLevels,
+        plain_level: f64,
+        x0: &Tensor,
+        rng: &mut impl Rng,
+    ) -> Result<Tensor> {
+        self.validate()?;
+        match self.kind {
+            SamplerKind::Annealed => {
+                AnnealedLangevin::new(levels.clone(), self.steps, self.epsilon, self.denoise)?.sample(field, x0, rng)
+            }
+            SamplerKind::Langevin => {
+                let x = Langevin::new(self.epsilon, self.steps, plain_level)?.sample(field, x0, rng)?;
+                if self.denoise {
+                    let s = field.score(&x, plain_level)?.detach();
+                    Ok((&x + (s * (plain_level * plain_level))?)?)
+                } else {
+                    Ok(x)
+                }
+            }
+        }
+    }
+
     /// The chain start `x₀` from standard-normal noise `e [n, d]`.
     ///
     /// # Errors
@@ -186,7 +217,6 @@ impl ScoreModel {
     /// Annealing (or denoising) with an unconditional network; invalid
     /// sampler settings; the network's errors.
     pub fn draw(&self, sampler: &SamplerConfig, e: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
-        sampler.validate()?;
         let config = self.config();
         if !config.noise_conditional && (sampler.kind == SamplerKind::Annealed || sampler.denoise) {
             return Err(Error::invalid(
@@ -195,26 +225,13 @@ impl ScoreModel {
                 "annealing and the denoising step need a noise-conditional network",
             ));
         }
+        let plain_level = if config.noise_conditional {
+            config.sigmas.smallest()
+        } else {
+            0.0
+        };
         let x0 = self.start_on_device(sampler, e)?;
-        let levels = config.sigmas.clone();
-        match sampler.kind {
-            SamplerKind::Annealed => {
-                AnnealedLangevin::new(levels, sampler.steps, sampler.epsilon, sampler.denoise)?.sample(self, &x0, rng)
-            }
-            SamplerKind::Langevin => {
-                let sigma = if config.noise_conditional {
-                    levels.smallest()
-                } else {
-                    0.0
-                };
-                let x = Langevin::new(sampler.epsilon, sampler.steps, sigma)?.sample(self, &x0, rng)?;
-                if sampler.denoise {
-                    Ok((&x + (self.score(&x, sigma)?.detach() * (sigma * sigma))?)?)
-                } else {
-                    Ok(x)
-                }
-            }
-        }
+        sampler.run(self, &config.sigmas, plain_level, &x0, rng)
     }
 
     fn start_on_device(&self, sampler: &SamplerConfig, e: &Tensor) -> Result<Tensor> {

@@ -190,7 +190,8 @@ impl ModelCommand for ScoreCommand {
             // An unconditional network is fitted (and sampled) at one level: the smallest.
             c.sigmas = NoiseLevels::new(vec![c.sigmas.smallest()])?;
         }
-        if !c.noise_conditional && f.loss.is_some() {
+        // An unconditional network cannot anneal: plain Langevin, unless asked otherwise.
+        if !c.noise_conditional && c.sampler.kind == SamplerKind::Annealed && f.sampler.sampler.is_none() {
             c.sampler.kind = SamplerKind::Langevin;
             c.sampler.steps = 1000;
             c.sampler.denoise = false;
@@ -345,8 +346,11 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
                 data.name()
             );
         };
+        // The same sampler on the true score: annealed over the model's
+        // levels, plain on the data's own score (σ = 0).
+        let x0 = sampler.start_from(&e)?;
         (
-            exact_draw(truth, model.config(), &sampler, &e, &mut rng)?,
+            sampler.run(truth, &model.config().sigmas, 0.0, &x0, &mut rng)?,
             "exact score",
         )
     } else {
@@ -387,29 +391,6 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
         say(&format!("score field at σ = {level}: {}", field.display()));
     }
     Ok(())
-}
-
-/// The sampler run on the exact score of `truth`, over the model's levels.
-fn exact_draw(
-    truth: &GaussianMixture,
-    config: &ScoreConfig,
-    sampler: &SamplerConfig,
-    e: &Tensor,
-    rng: &mut deepgen_core::StdRng,
-) -> Result<Tensor> {
-    let x0 = sampler.start_from(e)?;
-    Ok(match sampler.kind {
-        SamplerKind::Annealed => deepgen_score::AnnealedLangevin::new(
-            config.sigmas.clone(),
-            sampler.steps,
-            sampler.epsilon,
-            sampler.denoise,
-        )?
-        .sample(truth, &x0, rng)?,
-        SamplerKind::Langevin => {
-            deepgen_score::Langevin::new(sampler.epsilon, sampler.steps, 0.0)?.sample(truth, &x0, rng)?
-        }
-    })
 }
 
 /// Arrows per side of the score-field picture.
