@@ -48,9 +48,11 @@ pub enum Error {
         /// What a valid value looks like.
         reason: String,
     },
-    /// Training produced a NaN or infinite metric; the last good checkpoint is kept.
+    /// Training produced a NaN or infinite metric; the checkpoint on disk,
+    /// if any, is that of epoch `kept`.
     #[error(
-        "metric `{metric}` became {value} at epoch {epoch}, batch {batch}; stopped, the last good checkpoint is kept"
+        "metric `{metric}` became {value} at epoch {epoch}, batch {batch}; stopped, {}",
+        kept_checkpoint(*.kept)
     )]
     NonFinite {
         /// The metric that went bad.
@@ -61,6 +63,8 @@ pub enum Error {
         epoch: usize,
         /// 0-based batch within the epoch (`None` for end-of-epoch metrics).
         batch: String,
+        /// The last epoch whose checkpoint is on disk (`None`: none was written).
+        kept: Option<usize>,
     },
     /// An error of a model or data crate passed through the training loop
     /// (their `TrainStep` and `BatchSource` implementations keep their own
@@ -110,6 +114,6 @@ impl Error {
 fn kept_checkpoint(kept: Option<usize>) -> String {
     match kept {
         Some(epoch) => format!("the checkpoint of epoch {epoch} is kept"),
-        None => "no epoch had finished, so there is no checkpoint".into(),
+        None => "no checkpoint was written".into(),
     }
 }

@@ -5,7 +5,7 @@
 //! [`BatchSource`]; [`fit`] runs epochs × batches with a progress bar, writes
 //! `metrics.csv` (one row per epoch) and `checkpoint.safetensors` (atomically,
 //! after every epoch), stops with [`Error::NonFinite`] on a NaN or infinite
-//! metric or parameter while keeping the last good checkpoint, and resumes
+//! metric or parameter while keeping the last good checkpoint (and says which), and resumes
 //! from the checkpoint.
 //!
 //! Randomness: epoch `e` draws from `derived_rng(seed, 2e)` (shuffling, noise
@@ -352,19 +352,20 @@ impl MetricsLog {
     }
 }
 
-fn check_finite(metrics: &Metrics, epoch: usize, batch: String) -> Result<()> {
+fn check_finite(metrics: &Metrics, epoch: usize, batch: String, kept: Option<usize>) -> Result<()> {
     match metrics.first_non_finite() {
         Some((name, value)) => Err(Error::NonFinite {
             metric: name.to_string(),
             value,
             epoch,
             batch,
+            kept,
         }),
         None => Ok(()),
     }
 }
 
-fn check_state_finite(checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
+fn check_state_finite(checkpoint: &Checkpoint, epoch: usize, kept: Option<usize>) -> Result<()> {
     for (name, tensor) in &checkpoint.tensors {
         if !tensor.dtype().is_float() {
             continue;
@@ -380,6 +381,7 @@ fn check_state_finite(checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
                 value: total,
                 epoch,
                 batch: "end".into(),
+                kept,
             });
         }
     }
@@ -471,7 +473,7 @@ where
             let batch = data.batch(batch_idx)?;
             let ctx = StepCtx::new(epoch, batch_idx, n_batches);
             let metrics = step.train_step(&batch, &ctx, &mut rng)?;
-            check_finite(&metrics, epoch, batch_idx.to_string())?;
+            check_finite(&metrics, epoch, batch_idx.to_string(), kept)?;
             means.add(&metrics);
             if let Some((name, value)) = means.means().iter().next() {
                 bar.set_message(format!("{name} {value:.4}"));
@@ -481,7 +483,7 @@ where
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
         let eval = step.end_epoch(epoch, &mut derived_rng(config.seed, 2 * epoch_idx as u64 + 1))?;
-        check_finite(&eval, epoch, "end of epoch".into())?;
+        check_finite(&eval, epoch, "end of epoch".into(), kept)?;
         let record = EpochRecord {
             epoch,
             train: means.means(),
@@ -492,7 +494,7 @@ where
         if let (Some(path), Some(log)) = (&checkpoint_path, log.as_mut()) {
             let mut checkpoint = Checkpoint::default();
             step.save_state(&mut checkpoint)?;
-            check_state_finite(&checkpoint, epoch)?;
+            check_state_finite(&checkpoint, epoch, kept)?;
             checkpoint.metadata.insert(EPOCH_KEY.into(), epoch.to_string());
             checkpoint.metadata.insert(SEED_KEY.into(), config.seed.to_string());
             // Metrics first: a crash between the two writes makes the resumed

@@ -253,13 +253,18 @@ fn nan_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() -> Result<(
             epoch,
             batch,
             value,
+            kept,
         } => {
+            assert_eq!(*kept, Some(2));
             assert_eq!((metric.as_str(), *epoch, batch.as_str()), ("train_loss", 3, "3"));
             assert!(value.is_nan());
         }
         other => panic!("expected NonFinite, got {other}"),
     }
-    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    assert!(
+        err.to_string().contains("stopped, the checkpoint of epoch 2 is kept"),
+        "{err}"
+    );
     let checkpoint = Checkpoint::load(&dir.path().join(CHECKPOINT_FILE), &Device::Cpu)?;
     assert_eq!(checkpoint.metadata["deepgen.epochs_completed"], "2");
     // The kept checkpoint resumes cleanly.
