@@ -171,7 +171,7 @@ fn main() -> ExitCode {
             }
         },
         Err(err) if interrupted(&err).is_some() => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             if let Some(hint) = interrupted(&err).and_then(resume_hint) {
                 eprintln!("{hint}");
             }
@@ -179,10 +179,30 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             // `{:#}` prints the context chain: "cannot load mnist from `data/mnist`: … run `cargo xtask …`".
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `context: cause: cause`, each
+/// said once: library errors include their source in their own message
+/// (so that `to_string` is whole), which anyhow's `{:#}` would print again
+/// ("No space left on device (os error 28): No space left on device (os
+/// error 28)").
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// The exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT).
@@ -246,5 +266,19 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// A cause that its parent's message already carries is said once.
+    #[test]
+    fn each_cause_is_said_once() {
+        let os = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (os error 28)");
+        let core = deepgen_core::Error::io("write", "runs/x/metrics.csv", os);
+        let err = anyhow::Error::new(core).context("cannot save the run");
+        assert_eq!(
+            one_line(&err),
+            "cannot save the run: write `runs/x/metrics.csv`: No space left on device (os error 28)"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
     }
 }
