@@ -215,10 +215,11 @@ impl ModelCommand for ScoreCommand {
             return Ok(trainer);
         };
         let (device, test) = (device.clone(), data.test.to_device(device)?);
+        let truth = set.mixture().map(|m| exact_mixture(&m)).transpose()?;
         let evaluate = move |model: &ScoreModel| -> Result<Metrics> {
             let mut metrics = Metrics::new();
-            if let Some(truth) = set.mixture().map(|m| exact_mixture(&m)).transpose()? {
-                metrics.push("fisher", fisher_at_judged_level(model, &truth, &test)?);
+            if let Some(truth) = &truth {
+                metrics.push("fisher", fisher_at_judged_level(model, truth, &test)?);
             }
             for (name, value) in point_scores(model, &set, EPOCH_CHAINS, 0, &device)?.iter() {
                 metrics.push(name, value);
