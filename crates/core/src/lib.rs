@@ -27,6 +27,8 @@
 //! - [`trainer`]: [`Trainer`], the one `TrainStep` of every model family (a
 //!   [`TrainableModel`] with its variables, one Adam per optimizer group,
 //!   self-describing checkpoints) and [`load_model`] from a run directory;
+//! - [`weight_average`]: the moving average of the weights a trainer keeps
+//!   for models that sample with it (diffusion);
 //! - [`progress`]: the one progress-bar style.
 #![deny(missing_docs)]
 
@@ -47,6 +49,7 @@ pub mod rng;
 pub mod run_lock;
 pub mod train;
 pub mod trainer;
+pub mod weight_average;
 
 pub use checkpoint::Checkpoint;
 pub use device::{DeviceChoice, select_device};
@@ -61,3 +64,4 @@ pub use train::{
     BatchSource, EpochRecord, Metrics, StepCtx, TrainConfig, TrainStep, batch_ranges, fit, nonempty_batch_ranges,
 };
 pub use trainer::{Optimizers, TrainableModel, Trainer, load_model};
+pub use weight_average::WeightAverage;

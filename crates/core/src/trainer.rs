@@ -16,6 +16,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::optim::{Adam, AdamConfig, named_vars};
 use crate::train::{CHECKPOINT_FILE, Metrics, StepCtx, TrainStep};
+use crate::weight_average::WeightAverage;
 use crate::{Error, Result, StdRng, seeded_var_builder};
 use candle::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -68,6 +69,13 @@ pub trait TrainableModel: Sized {
         optimizers: &mut Optimizers,
         rng: &mut StdRng,
     ) -> Result<Metrics>;
+
+    /// A moving average of the weights that the trainer keeps after every
+    /// step (diffusion models sample with it); `None`, the default, keeps
+    /// none. Its variables must be excluded from every optimizer group.
+    fn weight_average(&self) -> Option<WeightAverage> {
+        None
+    }
 }
 
 /// The optimizers of a [`Trainer`], one per [`TrainableModel::OPTIMIZER_GROUPS`]
@@ -160,6 +168,8 @@ pub struct Trainer<M: TrainableModel> {
     model: M,
     optimizers: Optimizers,
     evaluation: Option<Evaluation<M>>,
+    /// The model's weight average and its `(average, trained)` variables.
+    average: Option<(WeightAverage, Vec<(candle::Var, candle::Var)>)>,
 }
 
 impl<M: TrainableModel + std::fmt::Debug> std::fmt::Debug for Trainer<M> {
@@ -182,11 +192,20 @@ impl<M: TrainableModel> Trainer<M> {
         let varmap = VarMap::new();
         let model = M::build(config, seeded_var_builder(&varmap, seed, DType::F32, device))?;
         let optimizers = Optimizers::new(&varmap, M::OPTIMIZER_GROUPS, &adam)?;
+        let average = match model.weight_average() {
+            Some(average) => {
+                let pairs = average.pairs(&varmap)?;
+                WeightAverage::reset(&pairs)?;
+                Some((average, pairs))
+            }
+            None => None,
+        };
         Ok(Self {
             varmap,
             model,
             optimizers,
             evaluation: None,
+            average,
         })
     }
 
@@ -242,8 +261,15 @@ impl<M: TrainableModel> Trainer<M> {
 impl<M: TrainableModel> TrainStep for Trainer<M> {
     type Batch = M::Batch;
 
+    /// The model's step, then the weight average's update (its warm-up
+    /// counts the first group's optimizer steps, which a checkpoint keeps).
     fn train_step(&mut self, batch: &M::Batch, ctx: &StepCtx, rng: &mut StdRng) -> Result<Metrics> {
-        self.model.train_step(batch, ctx, &mut self.optimizers, rng)
+        let metrics = self.model.train_step(batch, ctx, &mut self.optimizers, rng)?;
+        if let Some((average, pairs)) = &self.average {
+            let updates = self.optimizers.get_mut(0)?.step_count();
+            WeightAverage::update(pairs, average.decay_at(updates.saturating_sub(1)))?;
+        }
+        Ok(metrics)
     }
 
     fn end_epoch(&mut self, _epoch: usize, rng: &mut StdRng) -> Result<Metrics> {
@@ -470,6 +496,86 @@ mod tests {
                 .is_some_and(|e| e.contains(r#"{"width":2}"#) && e.contains(r#"{"width":3}"#)),
             "{err:?}"
         );
+        Ok(())
+    }
+
+    /// A linear map trained towards 1 under `net.`, averaged under `ema.`.
+    #[derive(Debug)]
+    struct Averaged {
+        config: Width,
+        net: candle_nn::Linear,
+        ema: candle_nn::Linear,
+    }
+
+    impl TrainableModel for Averaged {
+        type Config = Width;
+        type Batch = Tensor;
+        const FAMILY: &'static str = "averaged";
+        const OPTIMIZER_GROUPS: &'static [&'static str] = &["net."];
+
+        fn build(config: &Width, vb: VarBuilder) -> Result<Self> {
+            Ok(Self {
+                config: config.clone(),
+                net: candle_nn::linear(config.width, 1, vb.pp("net"))?,
+                ema: candle_nn::linear(config.width, 1, vb.pp("ema"))?,
+            })
+        }
+
+        fn config(&self) -> &Width {
+            &self.config
+        }
+
+        fn train_step(&self, xs: &Tensor, _: &StepCtx, optimizers: &mut Optimizers, _: &mut StdRng) -> Result<Metrics> {
+            let loss = (self.net.forward(xs)? - 1.0)?.sqr()?.mean_all()?;
+            optimizers.minimise(&loss)?;
+            Ok(Metrics::new())
+        }
+
+        fn weight_average(&self) -> Option<WeightAverage> {
+            Some(WeightAverage {
+                source: "net.",
+                target: "ema.",
+                decay: 0.5,
+            })
+        }
+    }
+
+    /// The trainer's average starts at the initial weights and follows
+    /// `w̄ ← d_k w̄ + (1 − d_k) w_k` (recomputed here in f64 from the
+    /// trained weights after every step); the optimizer never touches it.
+    #[test]
+    fn the_weight_average_follows_its_recursion() -> Result<()> {
+        let xs = Tensor::new(&[[1f32, 2.0], [0.5, -1.0]], &Device::Cpu)?;
+        let adam = AdamConfig {
+            lr: 0.1,
+            ..Default::default()
+        };
+        let mut trainer = Trainer::<Averaged>::new(&Width { width: 2 }, adam, 5, &Device::Cpu)?;
+        let weights = |l: &candle_nn::Linear| -> Result<Vec<f64>> {
+            let w = l.weight().flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            let b = l.bias().map(|b| b.to_dtype(DType::F64)?.to_vec1::<f64>()).transpose()?;
+            Ok([w, b.unwrap_or_default()].concat())
+        };
+        let mut expected = weights(&trainer.model().net)?;
+        assert_eq!(
+            weights(&trainer.model().ema)?,
+            expected,
+            "the average starts at the weights"
+        );
+        let average = trainer.model().weight_average().expect("Averaged keeps an average");
+        let mut rng = crate::rng_from_seed(0);
+        for k in 0..12 {
+            TrainStep::train_step(&mut trainer, &xs, &StepCtx::new(1, k, 12), &mut rng)?;
+            let d = average.decay_at(k);
+            let w = weights(&trainer.model().net)?;
+            expected = expected.iter().zip(&w).map(|(a, w)| d * a + (1.0 - d) * w).collect();
+        }
+        let got = weights(&trainer.model().ema)?;
+        let w = weights(&trainer.model().net)?;
+        for ((g, e), w) in got.iter().zip(&expected).zip(&w) {
+            assert!((g - e).abs() < 1e-5, "average {g} ≠ {e}");
+            assert!((g - w).abs() > 1e-3, "the average lags the weights");
+        }
         Ok(())
     }
 
