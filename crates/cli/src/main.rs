@@ -85,6 +85,8 @@ enum TrainModel {
     Gan(commands::gan::TrainArgs),
     /// Train a score model on 2-D points (--data mixture|ring|grid|moons|swiss-roll): exact-trace, sliced or denoising score matching.
     Score(commands::score::TrainArgs),
+    /// Train a diffusion model: the PyTorch twin's UNet on images, or an MLP on 2-D points; ε-, x₀- or v-prediction.
+    Diffusion(commands::diffusion::TrainArgs),
 }
 
 /// `deepgen eval <model>`.
@@ -98,6 +100,8 @@ enum EvalModel {
     Hvae(commands::hvae::EvalArgs),
     /// Samples of a trained GAN: the image scores, or mode metrics and MMD² for 2-D points.
     Gan(commands::gan::EvalArgs),
+    /// Samples of a trained diffusion model by any sampler (ddpm, ddim, dpm-solver++), timed and scored.
+    Diffusion(commands::diffusion::EvalArgs),
     /// Score generated images (an MNIST-format IDX file from any program): FCD, precision, recall, classes.
     Samples(eval::SampleEvalArgs),
 }
@@ -113,6 +117,8 @@ enum SampleModel {
     Gan(sample::SampleArgs),
     /// Langevin or annealed Langevin samples of a trained score model (or of its data's exact score), over the data; the score field.
     Score(commands::score::SampleArgs),
+    /// Samples of a trained diffusion model by any sampler, and one trajectory x_T … x₀.
+    Diffusion(commands::diffusion::DiffusionSampleArgs),
 }
 
 /// `deepgen cnn <command>`.
@@ -131,12 +137,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TrainModel::Hvae(args) => run::train::<commands::hvae::HvaeCommand>(&args),
             TrainModel::Gan(args) => run::train::<commands::gan::GanCommand>(&args),
             TrainModel::Score(args) => run::train::<commands::score::ScoreCommand>(&args),
+            TrainModel::Diffusion(args) => run::train::<commands::diffusion::DiffusionCommand>(&args),
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
             EvalModel::Vae(args) => commands::vae::eval(&args),
             EvalModel::Hvae(args) => commands::hvae::eval(&args),
             EvalModel::Gan(args) => commands::gan::eval(&args),
+            EvalModel::Diffusion(args) => commands::diffusion::eval(&args),
             EvalModel::Samples(args) => eval::eval_samples(&args),
         },
         Command::Sample { model } => match model {
@@ -144,6 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             SampleModel::Hvae(args) => sample::sample::<deepgen_hvae::Hvae>(&args),
             SampleModel::Gan(args) => sample::sample::<deepgen_gan::Gan>(&args),
             SampleModel::Score(args) => commands::score::sample(&args),
+            SampleModel::Diffusion(args) => commands::diffusion::sample(&args),
         },
         Command::Cnn { command } => match command {
             CnnCommand::Summary(args) => commands::cnn::summary(&args),

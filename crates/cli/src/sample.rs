@@ -69,15 +69,28 @@ pub fn draw_samples(model: &impl Pictured, n: usize, seed: u64, device: &Device)
 /// A run that is not `M`'s, a model without a prior, `--n` above the limit,
 /// files that cannot be written.
 pub fn sample<M: TrainableModel + Pictured>(args: &SampleArgs) -> Result<()> {
-    if args.n > MAX_SAMPLES {
-        bail!("--n {} is more than {MAX_SAMPLES} samples", args.n);
-    }
     let path = checkpoint_file(&args.checkpoint, M::FAMILY)?;
     let device = open_device(args.device)?;
     let (model, _vars) = load_model::<M>(&path, &device)
         .with_context(|| format!("cannot load a `{}` model from `{}`", M::FAMILY, path.display()))?;
-    let Some(images) = draw_samples(&model, args.n, args.seed, &device)? else {
-        bail!("a `{}` model has no prior to sample from", M::FAMILY);
+    write_samples(&model, args, &device)
+}
+
+/// Draws `args.n` samples of a loaded `model` and writes the grid (or the
+/// scatter plot) and the IDX file the flags ask for.
+///
+/// # Errors
+/// A model without a prior, `--n` above the limit, files that cannot be
+/// written.
+pub fn write_samples(model: &impl Pictured, args: &SampleArgs, device: &Device) -> Result<()> {
+    if args.n > MAX_SAMPLES {
+        bail!("--n {} is more than {MAX_SAMPLES} samples", args.n);
+    }
+    let Some(images) = draw_samples(model, args.n, args.seed, device)? else {
+        bail!(
+            "`{}` holds a model with no prior to sample from",
+            args.checkpoint.display()
+        );
     };
     let mut written = vec![args.out.display().to_string()];
     if model.generates_points() {

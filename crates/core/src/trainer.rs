@@ -252,9 +252,14 @@ impl<M: TrainableModel> Trainer<M> {
         }
     }
 
-    /// The number of parameters.
+    /// The number of parameters (the weight average's copies not counted).
     pub fn parameter_count(&self) -> usize {
-        self.varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+        let all: usize = self.varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+        let averages: usize = self
+            .average
+            .as_ref()
+            .map_or(0, |(_, pairs)| pairs.iter().map(|(a, _)| a.elem_count()).sum());
+        all - averages
     }
 }
 
@@ -570,6 +575,7 @@ mod tests {
             let w = weights(&trainer.model().net)?;
             expected = expected.iter().zip(&w).map(|(a, w)| d * a + (1.0 - d) * w).collect();
         }
+        assert_eq!(trainer.parameter_count(), 3, "the average's copies are not parameters");
         let got = weights(&trainer.model().ema)?;
         let w = weights(&trainer.model().net)?;
         for ((g, e), w) in got.iter().zip(&expected).zip(&w) {

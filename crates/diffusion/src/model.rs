@@ -18,14 +18,14 @@ use rand::Rng;
 #[derive(Debug, Clone)]
 enum Net {
     Mlp(TimeMlp),
-    Unet(UNet),
+    Unet(Box<UNet>),
 }
 
 impl Net {
     fn new(config: &DiffusionConfig, vb: VarBuilder) -> Result<Self> {
         Ok(match config.network {
             Network::Mlp => Net::Mlp(TimeMlp::new(config.data_dim, &config.hidden, vb)?),
-            Network::Unet => Net::Unet(UNet::new(vb)?),
+            Network::Unet => Net::Unet(Box::new(UNet::new(vb)?)),
         })
     }
 

@@ -133,8 +133,8 @@ fn q_sigma_trajectories_have_the_marginals() {
         })
         .collect();
     let path = process.sample_trajectory(&x0, &noises).unwrap();
-    for t in 0..schedule.len() {
-        let (mean, std) = column_moments(&path[t]).unwrap();
+    for (t, x_t) in path.iter().take(schedule.len()).enumerate() {
+        let (mean, std) = column_moments(x_t).unwrap();
         let a = schedule.alpha_bar(t).unwrap();
         let se = ((1.0 - a) / n as f64).sqrt();
         assert!((mean[0] - a.sqrt() * 1.5).abs() < 4.0 * se, "t = {t}: mean {}", mean[0]);

@@ -2,6 +2,7 @@
 //! functions.
 
 pub mod cnn;
+pub mod diffusion;
 pub mod gan;
 pub mod hvae;
 pub mod score;
