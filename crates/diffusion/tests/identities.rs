@@ -371,3 +371,41 @@ fn bad_sampler_input_is_refused() {
     let denoiser = gaussian(PredictionType::Epsilon);
     assert!(denoiser.predict(&wide, 10).is_err());
 }
+
+/// diffusers issues 9261 and 12633: a step goes to the next timestep of the
+/// list, whatever the spacing. DDPM's coefficients at t = 999 under
+/// linspace spacing (S = 10) use ᾱ_888, not ᾱ_899 (999 − T/S); under
+/// trailing spacing the last step goes from 99 to the clean data (ᾱ = 1),
+/// not to −1; and DDIM's first step under trailing spacing with S = 50
+/// lands exactly on the noising of its x̂₀ at t = 979.
+#[test]
+fn steps_go_to_the_next_listed_timestep() {
+    let schedule = NoiseSchedule::new(&ScheduleConfig::default()).unwrap();
+    let state = |spacing, steps| {
+        let mut s = SchedulerState::new(schedule.clone(), PredictionType::Epsilon, SampleProcessing::None).unwrap();
+        s.set_timesteps(steps, spacing).unwrap();
+        s
+    };
+    let linspace = state(TimestepSpacing::Linspace, 10);
+    assert_eq!(linspace.position(999).unwrap(), (0, Some(888)));
+    let (a, a_prev) = linspace.alpha_bars(999).unwrap();
+    assert_eq!((a, a_prev), (schedule.alpha_bar(999).unwrap(), schedule.alpha_bar(888).unwrap()));
+    let trailing = state(TimestepSpacing::Trailing, 10);
+    assert_eq!(trailing.position(99).unwrap(), (9, None));
+    assert_eq!(trailing.alpha_bars(99).unwrap().1, 1.0);
+
+    // A DDIM step (η = 0) from x_999 with output ε̂ lands on √ᾱ_979 x̂₀ + √(1 − ᾱ_979) ε̂.
+    let mut ddim = SamplerConfig {
+        spacing: TimestepSpacing::Trailing,
+        ..SamplerConfig::default()
+    }
+    .scheduler(&schedule, PredictionType::Epsilon)
+    .unwrap();
+    assert_eq!(&ddim.timesteps()[..2], [999, 979]);
+    let (x, eps) = (tensor(3, 2, 1), tensor(3, 2, 2));
+    let out = ddim.step(&eps, 999, &x, None).unwrap();
+    let a979 = schedule.alpha_bar(979).unwrap();
+    let want = ((&out.pred_original_sample * a979.sqrt()).unwrap() + (&eps * (1.0 - a979).sqrt()).unwrap()).unwrap();
+    let gap = (out.prev_sample - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(gap < 1e-12, "{gap}");
+}
