@@ -375,6 +375,50 @@ fn conv_parameters(
     ))
 }
 
+/// Group normalisation as PyTorch's `nn.GroupNorm` (scale 1, shift 0 at
+/// first), on the one-op kernel of [`crate::ops::group_norm`];
+/// [`GroupNorm::forward_silu`] fuses the SiLU that follows it in a UNet
+/// block.
+#[derive(Clone, Debug)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    /// `SiLU(GN(x))`.
+    ///
+    /// # Errors
+    /// As [`crate::ops::group_norm`].
+    pub fn forward_silu(&self, xs: &Tensor) -> candle::Result<Tensor> {
+        crate::ops::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps, true)
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, xs: &Tensor) -> candle::Result<Tensor> {
+        crate::ops::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps, false)
+    }
+}
+
+/// Group normalisation of `channels` channels in `groups` groups.
+///
+/// # Errors
+/// `channels` not divisible by `groups`; Candle errors.
+pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> candle::Result<GroupNorm> {
+    if groups == 0 || channels % groups != 0 {
+        candle::bail!("group_norm: {channels} channels do not split into {groups} groups")
+    }
+    Ok(GroupNorm {
+        weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+        bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+        groups,
+        eps,
+    })
+}
+
 /// A `k × k` convolution `c_in → c_out`, initialised like `nn.Conv2d`.
 ///
 /// # Errors

@@ -11,12 +11,15 @@
 //! out:   GroupNorm(8, 32) → SiLU → Conv3×3 32→1
 //! Res(a→b)(x, e) = Conv(SiLU(GN(Conv(SiLU(GN(x))) + Linear(SiLU(e))))) + skip(x),  skip = Conv1×1 if a ≠ b
 //! ```
+//!
+//! Each group norm and the SiLU after it are one op (deepgen-core's
+//! `group_norm`, with a one-pass backward).
 
 use crate::Result;
 use crate::embedding::sinusoidal_embedding;
 use candle::{Module, Tensor};
-use candle_nn::{GroupNorm, VarBuilder, group_norm};
-use deepgen_core::nn::{Conv2d, Linear, conv2d, linear};
+use candle_nn::VarBuilder;
+use deepgen_core::nn::{Conv2d, GroupNorm, Linear, conv2d, group_norm, linear};
 
 /// Groups of every group norm.
 const GROUPS: usize = 8;
@@ -57,8 +60,8 @@ impl Res {
     /// `x [n, a, h, w]`, `e_act = SiLU(e) [n, 256]`.
     fn forward(&self, x: &Tensor, e_act: &Tensor) -> Result<Tensor> {
         let shift = self.t.forward(e_act)?.unsqueeze(2)?.unsqueeze(3)?;
-        let h = self.c1.forward(&self.n1.forward(x)?.silu()?)?.broadcast_add(&shift)?;
-        let h = self.c2.forward(&self.n2.forward(&h)?.silu()?)?;
+        let h = self.c1.forward(&self.n1.forward_silu(x)?)?.broadcast_add(&shift)?;
+        let h = self.c2.forward(&self.n2.forward_silu(&h)?)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),
@@ -128,6 +131,6 @@ impl UNet {
         let h = self.u2.forward(&Tensor::cat(&[&h, &h2], 1)?, &e)?;
         let h = self.us1.forward(&h.upsample_nearest2d(28, 28)?)?;
         let h = self.u1.forward(&Tensor::cat(&[&h, &h1], 1)?, &e)?;
-        Ok(self.cout.forward(&self.nout.forward(&h)?.silu()?)?)
+        Ok(self.cout.forward(&self.nout.forward_silu(&h)?)?)
     }
 }

@@ -389,7 +389,10 @@ fn steps_go_to_the_next_listed_timestep() {
     let linspace = state(TimestepSpacing::Linspace, 10);
     assert_eq!(linspace.position(999).unwrap(), (0, Some(888)));
     let (a, a_prev) = linspace.alpha_bars(999).unwrap();
-    assert_eq!((a, a_prev), (schedule.alpha_bar(999).unwrap(), schedule.alpha_bar(888).unwrap()));
+    assert_eq!(
+        (a, a_prev),
+        (schedule.alpha_bar(999).unwrap(), schedule.alpha_bar(888).unwrap())
+    );
     let trailing = state(TimestepSpacing::Trailing, 10);
     assert_eq!(trailing.position(99).unwrap(), (9, None));
     assert_eq!(trailing.alpha_bars(99).unwrap().1, 1.0);
@@ -406,6 +409,13 @@ fn steps_go_to_the_next_listed_timestep() {
     let out = ddim.step(&eps, 999, &x, None).unwrap();
     let a979 = schedule.alpha_bar(979).unwrap();
     let want = ((&out.pred_original_sample * a979.sqrt()).unwrap() + (&eps * (1.0 - a979).sqrt()).unwrap()).unwrap();
-    let gap = (out.prev_sample - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    let gap = (out.prev_sample - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
     assert!(gap < 1e-12, "{gap}");
 }

@@ -14,6 +14,10 @@
 //! ∂W = Σ_batch ∂y · colsᵀ
 //! ```
 //!
+//! [`group_norm`] (with the SiLU that follows it in a UNet block) is one op
+//! with a one-pass backward instead of candle-nn's eleven; see
+//! [`group_norm`](mod@group_norm).
+//!
 //! [`max_pool2d`], [`relu`], [`add_channel_bias`] and [`bias_relu`] replace Candle backward
 //! passes that allocate several full-size temporaries (and, for max pooling,
 //! scale the gradient wrongly) with one sweep each; see [`pool`] and
@@ -29,6 +33,7 @@
 //! element-wise ops so that its spinning pool does not fight rayon's.
 
 pub mod conv;
+pub mod group_norm;
 pub(crate) mod im2col;
 pub(crate) mod inplace;
 pub mod pointwise;
@@ -36,6 +41,7 @@ pub mod pool;
 pub mod runtime;
 
 pub use conv::{conv_transpose2d, conv2d};
+pub use group_norm::group_norm;
 pub use pointwise::{add_channel_bias, bias_relu, relu};
 pub use pool::max_pool2d;
 pub use runtime::{flush_subnormals, prepare_cpu_training, reuse_freed_memory};

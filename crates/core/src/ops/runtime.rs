@@ -25,6 +25,14 @@
 //! (profile: 50 % of the samples in `BarrierGuard::drop` and the workers'
 //! spin loop). With one element-wise thread Candle runs those ops on the
 //! calling thread; gemm and deepgen's kernels keep rayon's threads.
+//!
+//! **Rayon's threads.** Without `RAYON_NUM_THREADS`, Candle 0.11 works out
+//! the thread count of every matrix product it runs by reading
+//! `/proc/cpuinfo` (`num_cpus::get_physical`): a UNet training step, whose
+//! upsampling gradient is 64 grouped convolutions, opened it 16,000 times
+//! and spent 10 % of the step formatting that file in the kernel. Setting
+//! the variable to rayon's own default (the available parallelism) leaves
+//! the thread count as it was and skips the file.
 
 /// Makes glibc's `malloc` serve large allocations from the heap and keep
 /// freed memory for reuse (`mallopt(M_MMAP_MAX, 0)`, a 2 GiB trim threshold
@@ -39,7 +47,8 @@ pub fn reuse_freed_memory() -> bool {
 
 /// Applies the settings of this module for a CPU training run: Candle's
 /// element-wise ops on the calling thread (`CANDLE_NUM_THREADS=1`, unless the
-/// variable is already set, so a user's choice wins), [`flush_subnormals`]
+/// variable is already set, so a user's choice wins), `RAYON_NUM_THREADS`
+/// set to the available parallelism (unless set), [`flush_subnormals`]
 /// and [`reuse_freed_memory`]. Returns what [`reuse_freed_memory`] returns.
 ///
 /// Candle reads `CANDLE_NUM_THREADS` once, at its first element-wise op on a
@@ -54,6 +63,11 @@ pub unsafe fn prepare_cpu_training() -> bool {
         // SAFETY: the caller guarantees that no other thread touches the
         // environment concurrently (see `# Safety`).
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: as above.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
     flush_subnormals();
     reuse_freed_memory()
