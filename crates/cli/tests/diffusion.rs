@@ -84,7 +84,7 @@ fn a_ring_run_samples_with_every_sampler() {
 
     for sampler in [
         &["--sampler", "ddpm", "--steps", "20"][..],
-        &["--sampler", "ddim", "--eta", "1"],
+        &["--sampler", "ddim", "--eta", "1", "--weights", "trained"],
         &["--sampler", "dpm-solver++", "--steps", "5"],
     ] {
         let mut args = vec!["eval", "diffusion", "--checkpoint", utf8(&run), "--samples", "300"];

@@ -122,6 +122,11 @@ impl DiffusionModel {
         })
     }
 
+    /// Samples from the weight average (`true`) or from the trained weights.
+    pub fn sample_with_ema(&mut self, averaged: bool) {
+        self.config.sample_with_ema = averaged;
+    }
+
     /// The network as a [`Denoiser`] (the weight average when the config
     /// says `sample_with_ema`).
     pub fn denoiser(&self) -> ModelDenoiser<'_> {

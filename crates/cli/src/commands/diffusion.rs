@@ -314,15 +314,26 @@ impl Pictured for DiffusionModel {
     }
 }
 
+/// Which weights sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    /// The moving average the trainer kept (the default).
+    Ema,
+    /// The weights as last trained (what a run without an average samples).
+    Trained,
+}
+
 /// A trained model, its run's data set and the sampler the flags ask for.
 fn load(
     checkpoint: &std::path::Path,
     flags: &SamplerFlags,
+    weights: Weights,
     device: &Device,
 ) -> Result<(DiffusionModel, DataArg, PathBuf, SamplerConfig)> {
     let path = checkpoint_file(checkpoint, "diffusion")?;
-    let (model, _vars) = load_model::<DiffusionModel>(&path, device)
+    let (mut model, _vars) = load_model::<DiffusionModel>(&path, device)
         .with_context(|| format!("cannot load a diffusion model from `{}`", path.display()))?;
+    model.sample_with_ema(weights == Weights::Ema);
     let run_dir = path.parent().map(PathBuf::from).unwrap_or_default();
     let file = RunFile::<DiffusionConfig, NoTraining>::read(&run_dir.join(CONFIG_FILE), "diffusion")
         .with_context(|| format!("`{}` is not a complete run directory", run_dir.display()))?;
@@ -344,6 +355,9 @@ pub struct DiffusionSampleArgs {
     /// Also draw one run of the sampler, x_T … x₀ (8 images per frame, or the points).
     #[arg(long, value_name = "FILE.png")]
     pub trajectory: Option<PathBuf>,
+    /// Sample with the weight average (ema) or the trained weights.
+    #[arg(long, value_enum, default_value = "ema")]
+    pub weights: Weights,
 }
 
 /// Frames of a trajectory picture.
@@ -360,7 +374,7 @@ const PANELS: usize = 5;
 /// cannot be written.
 pub fn sample(args: &DiffusionSampleArgs) -> Result<()> {
     let device = open_device(args.base.device)?;
-    let (model, data, _, sampler) = load(&args.base.checkpoint, &args.sampler, &device)?;
+    let (model, data, _, sampler) = load(&args.base.checkpoint, &args.sampler, args.weights, &device)?;
     say(&format!("sampler: {}", sampler.label()));
     let started = Instant::now();
     write_samples(
@@ -402,10 +416,11 @@ fn trajectory(
     let mut rng = derived_rng(seed, 1);
     model.generate_with(sampler, &x_t, &mut rng, |i, t, step| {
         if keep.contains(&i) && frames.len() < FRAMES {
+            // (The plot font has no subscript digits.)
             let label = if i + 1 == steps {
-                "x₀".to_string()
+                "x_0".to_string()
             } else {
-                format!("t = {t}")
+                format!("after step {}/{steps} (from t = {t})", i + 1)
             };
             frames.push((label, step.prev_sample.clone()));
         }
@@ -486,6 +501,9 @@ pub struct EvalArgs {
     /// Also write the samples as an IDX file (images).
     #[arg(long, value_name = "FILE.idx")]
     pub idx: Option<PathBuf>,
+    /// Sample with the weight average (ema) or the trained weights.
+    #[arg(long, value_enum, default_value = "ema")]
+    pub weights: Weights,
     /// Device: cpu, cuda, cuda:N, metal or auto.
     #[arg(long, value_name = "D", default_value = "auto")]
     pub device: DeviceChoice,
@@ -498,7 +516,7 @@ pub struct EvalArgs {
 /// As `sample`; the evaluator's errors.
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = open_device(args.device)?;
-    let (model, data, run_dir, sampler) = load(&args.checkpoint, &args.sampler, &device)?;
+    let (model, data, run_dir, sampler) = load(&args.checkpoint, &args.sampler, args.weights, &device)?;
     let points = data.points();
     let n = args
         .samples
@@ -524,9 +542,14 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         .context("a diffusion model always samples")?;
     let seconds = started.elapsed().as_secs_f64();
     let label = format!(
-        "{n} samples of `{}` by {} (seed {}) in {seconds:.1} s ({:.1} s per 1,000)",
+        "{n} samples of `{}` by {}{} (seed {}) in {seconds:.1} s ({:.1} s per 1,000)",
         run_dir.display(),
         sampler.label(),
+        if args.weights == Weights::Trained {
+            ", trained weights"
+        } else {
+            ""
+        },
         args.seed,
         1000.0 * seconds / n as f64
     );
