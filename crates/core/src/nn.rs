@@ -408,7 +408,7 @@ impl Module for GroupNorm {
 /// # Errors
 /// `channels` not divisible by `groups`; Candle errors.
 pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> candle::Result<GroupNorm> {
-    if groups == 0 || channels % groups != 0 {
+    if groups == 0 || !channels.is_multiple_of(groups) {
         candle::bail!("group_norm: {channels} channels do not split into {groups} groups")
     }
     Ok(GroupNorm {

@@ -44,7 +44,7 @@ fn dims(shape: &Shape, groups: usize) -> candle::Result<(usize, usize, usize)> {
         bail!("group_norm: rank {} input, expected [N, C, …]", d.len())
     }
     let (n, c) = (d[0], d[1]);
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         bail!("group_norm: {c} channels do not split into {groups} groups")
     }
     Ok((n, c, d[2..].iter().product()))
