@@ -29,6 +29,7 @@
 //!   self-describing checkpoints) and [`load_model`] from a run directory;
 //! - [`weight_average`]: the moving average of the weights a trainer keeps
 //!   for models that sample with it (diffusion);
+//! - [`family_error!`]: the error type of every model crate, written once;
 //! - [`progress`]: the one progress-bar style.
 #![deny(missing_docs)]
 
@@ -39,6 +40,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod family_error;
 pub mod init;
 pub mod interrupt;
 pub mod nn;

@@ -376,7 +376,7 @@ fn conv_parameters(
 }
 
 /// Group normalisation as PyTorch's `nn.GroupNorm` (scale 1, shift 0 at
-/// first), on the one-op kernel of [`crate::ops::group_norm`];
+/// first), on the one-op kernel of [`crate::ops::group_norm()`];
 /// [`GroupNorm::forward_silu`] fuses the SiLU that follows it in a UNet
 /// block.
 #[derive(Clone, Debug)]
@@ -391,7 +391,7 @@ impl GroupNorm {
     /// `SiLU(GN(x))`.
     ///
     /// # Errors
-    /// As [`crate::ops::group_norm`].
+    /// As [`crate::ops::group_norm()`].
     pub fn forward_silu(&self, xs: &Tensor) -> candle::Result<Tensor> {
         crate::ops::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps, true)
     }

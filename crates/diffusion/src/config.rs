@@ -114,22 +114,22 @@ impl LossWeighting {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiffusionConfig {
-    /// The network [unet].
+    /// The network (default: unet).
     pub network: Network,
-    /// Size of one data point [784].
+    /// Size of one data point (default: 784).
     pub data_dim: usize,
-    /// The MLP's hidden widths [256, 256, 256].
+    /// The MLP's hidden widths (default: 256, 256, 256).
     pub hidden: Vec<usize>,
-    /// The noise schedule [linear 1e-4 → 0.02, T = 1000].
+    /// The noise schedule (default: linear 1e-4 → 0.02, T = 1000).
     pub schedule: ScheduleConfig,
-    /// What the network predicts [epsilon].
+    /// What the network predicts (default: epsilon).
     pub prediction: PredictionType,
-    /// The timesteps' weights [uniform].
+    /// The timesteps' weights (default: uniform).
     pub weighting: LossWeighting,
     /// The weight average's decay (diffusers' warm-up `(1 + k)/(10 + k)`
-    /// below it) [0.999].
+    /// below it) (default: 0.999).
     pub ema_decay: f64,
-    /// Whether samples come from the weight average [true].
+    /// Whether samples come from the weight average (default: true).
     pub sample_with_ema: bool,
     /// The default sampler [DDIM, 50 linspace steps, η = 0, x̂₀ clipped to
     /// [−1, 1] for images].

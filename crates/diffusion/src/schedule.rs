@@ -71,13 +71,13 @@ impl FromStr for BetaSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Training timesteps `T` [1000].
+    /// Training timesteps `T` (default: 1000).
     pub num_train_timesteps: usize,
-    /// The shape of β [linear].
+    /// The shape of β (default: linear).
     pub beta_schedule: BetaSchedule,
-    /// First β of the linear schedules [1e-4].
+    /// First β of the linear schedules (default: 1e-4).
     pub beta_start: f64,
-    /// Last β of the linear schedules [0.02].
+    /// Last β of the linear schedules (default: 0.02).
     pub beta_end: f64,
     /// Rescale to zero terminal SNR, `ᾱ_{T−1} = 0` [false] (needs v- or
     /// x₀-prediction: ε says nothing about x₀ at pure noise).

@@ -217,19 +217,19 @@ impl FromStr for SamplerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SamplerConfig {
-    /// Which sampler [ddim].
+    /// Which sampler (default: ddim).
     pub kind: SamplerKind,
-    /// Inference steps `S ≤ T` [50].
+    /// Inference steps `S ≤ T` (default: 50).
     pub steps: usize,
-    /// How the steps are spread [linspace, as the PyTorch twin].
+    /// How the steps are spread (default: linspace, as the PyTorch twin).
     pub spacing: TimestepSpacing,
-    /// DDIM's η ≥ 0 (0: deterministic, 1: DDPM's variance) [0].
+    /// DDIM's η ≥ 0 (0: deterministic, 1: DDPM's variance) (default: 0).
     pub eta: f64,
-    /// DDPM's variance [fixed-small].
+    /// DDPM's variance (default: fixed-small).
     pub variance: DdpmVariance,
-    /// Clipping or thresholding of x̂₀ [none; images: clip to 1].
+    /// Clipping or thresholding of x̂₀ (default: none; images: clip to 1).
     pub processing: SampleProcessing,
-    /// Offset of the leading spacing [0].
+    /// Offset of the leading spacing (default: 0).
     pub steps_offset: usize,
 }
 

@@ -14,7 +14,7 @@
 //! ∂W = Σ_batch ∂y · colsᵀ
 //! ```
 //!
-//! [`group_norm`] (with the SiLU that follows it in a UNet block) is one op
+//! [`group_norm()`] (with the SiLU that follows it in a UNet block) is one op
 //! with a one-pass backward instead of candle-nn's eleven; see
 //! [`group_norm`](mod@group_norm).
 //!
