@@ -18,7 +18,7 @@ use crate::sample::{SampleArgs as BaseSampleArgs, draw_samples, write_samples};
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
-use deepgen_core::{DeviceChoice, StdRng, Trainer, load_model};
+use deepgen_core::{DeviceChoice, StdRng, Trainer, load_model, progress_bar};
 use deepgen_data::tensor_to_points;
 use deepgen_diffusion::{
     BetaSchedule, DdpmVariance, DiffusionConfig, DiffusionModel, LossWeighting, Network, PredictionType,
@@ -257,6 +257,8 @@ pub struct Sampled<'a> {
     model: &'a DiffusionModel,
     sampler: SamplerConfig,
     rng: RefCell<StdRng>,
+    /// Show a bar over the sampler's steps (a DDPM-1000 batch takes minutes).
+    progress: bool,
 }
 
 impl<'a> Sampled<'a> {
@@ -266,7 +268,14 @@ impl<'a> Sampled<'a> {
             model,
             sampler,
             rng: RefCell::new(derived_rng(seed, 1)),
+            progress: false,
         }
+    }
+
+    /// With a progress bar over each batch's sampler steps.
+    pub fn with_progress(mut self) -> Self {
+        self.progress = true;
+        self
     }
 }
 
@@ -277,12 +286,14 @@ impl Pictured for Sampled<'_> {
     /// `x_T = eps`, then the sampler's steps.
     fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
         let mut rng = self.rng.borrow_mut();
-        Ok(Some(self.model.generate_with(
-            &self.sampler,
-            eps,
-            &mut *rng,
-            |_, _, _| Ok(()),
-        )?))
+        let label = format!("{} × {}", self.sampler.label(), eps.dim(0)?);
+        let bar = progress_bar(self.sampler.steps as u64, &label, self.progress);
+        let images = self.model.generate_with(&self.sampler, eps, &mut *rng, |_, _, _| {
+            bar.inc(1);
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        Ok(Some(images))
     }
     fn noise_dim(&self) -> usize {
         self.model.config().data_dim
@@ -378,7 +389,7 @@ pub fn sample(args: &DiffusionSampleArgs) -> Result<()> {
     say(&format!("sampler: {}", sampler.label()));
     let started = Instant::now();
     write_samples(
-        &Sampled::new(&model, sampler.clone(), args.base.seed),
+        &Sampled::new(&model, sampler.clone(), args.base.seed).with_progress(),
         &args.base,
         &device,
     )?;
@@ -538,8 +549,13 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
     };
     let started = Instant::now();
-    let samples = draw_samples(&Sampled::new(&model, sampler.clone(), args.seed), n, args.seed, &device)?
-        .context("a diffusion model always samples")?;
+    let samples = draw_samples(
+        &Sampled::new(&model, sampler.clone(), args.seed).with_progress(),
+        n,
+        args.seed,
+        &device,
+    )?
+    .context("a diffusion model always samples")?;
     let seconds = started.elapsed().as_secs_f64();
     let label = format!(
         "{n} samples of `{}` by {}{} (seed {}) in {seconds:.1} s ({:.1} s per 1,000)",
