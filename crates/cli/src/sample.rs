@@ -13,8 +13,8 @@ use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::{DeviceChoice, TrainableModel, load_model};
 use std::path::PathBuf;
 
-/// The largest `--n`: 100,000 images of 784 floats are 300 MB.
-const MAX_SAMPLES: usize = 100_000;
+/// The largest `--n` (and `eval diffusion --samples`): 100,000 images of 784 floats are 300 MB.
+pub const MAX_SAMPLES: usize = 100_000;
 /// Images decoded per batch.
 const SAMPLE_BATCH: usize = 1000;
 

@@ -120,6 +120,15 @@ fn a_ring_run_samples_with_every_sampler() {
     // A step count beyond T at sampling time, and another family's run.
     let too_many = deepgen(&["eval", "diffusion", "--checkpoint", utf8(&run), "--steps", "1001"]);
     assert_fails_cleanly(&too_many, "at most T = 1000");
+    let huge = deepgen(&[
+        "eval",
+        "diffusion",
+        "--checkpoint",
+        utf8(&run),
+        "--samples",
+        "1000000000",
+    ]);
+    assert_fails_cleanly(&huge, "more than 100000 samples");
     let score_run = dir.path().join("score");
     let score = deepgen(&[
         "train",

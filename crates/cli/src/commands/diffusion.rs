@@ -14,7 +14,7 @@ use crate::run::{
     CONFIG_FILE, ModelCommand, RunDefaults, RunFile, RunSettings, TEST_POINTS, TrainData, checkpoint_file, open_device,
     say,
 };
-use crate::sample::{SampleArgs as BaseSampleArgs, draw_samples, write_samples};
+use crate::sample::{MAX_SAMPLES, SampleArgs as BaseSampleArgs, draw_samples, write_samples};
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
@@ -532,6 +532,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let n = args
         .samples
         .unwrap_or(if points.is_some() { TEST_POINTS } else { 1000 });
+    if n > MAX_SAMPLES {
+        bail!("--samples {n} is more than {MAX_SAMPLES} samples");
+    }
     let judge = match points {
         Some(_) if args.judge.classifier.is_some() || args.judge.reference.is_some() => bail!(
             "`{}` is a diffusion model of 2-D points ({}); --classifier and --reference judge 28×28 images",
