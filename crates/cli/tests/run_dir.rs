@@ -147,3 +147,34 @@ fn resume_refuses_other_data_batch_size_and_learning_rate() {
     let more = resume(&[]);
     assert!(more.status.success(), "{}", text(&more.stderr));
 }
+
+/// Model sizes beyond the machine (issue 18: `--hidden` at u64::MAX panicked
+/// with "capacity overflow", at 1e12 the process aborted) are refused
+/// before any allocation, naming the variable: exit 1, no panic.
+#[test]
+fn impossible_model_sizes_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (hidden, needle) in [
+        ("18446744073709551615", "more elements than memory can address"),
+        ("1000000000000", "GB of memory available"),
+    ] {
+        let run = dir.path().join(hidden);
+        let output = deepgen(&[
+            "train",
+            "score",
+            "--data",
+            "mixture",
+            "--hidden",
+            hidden,
+            "--out",
+            utf8(&run),
+            "--quiet",
+        ]);
+        assert_fails_cleanly(&output, needle);
+        assert!(
+            text(&output.stderr).contains("`score.hidden.0.weight`"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}

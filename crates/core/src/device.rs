@@ -103,6 +103,15 @@ pub fn select_device(name: &str) -> Result<Device> {
     name.parse::<DeviceChoice>()?.device()
 }
 
+/// Bytes of memory the machine can still give (Linux: `MemAvailable` of
+/// `/proc/meminfo`); `None` where it cannot be read.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

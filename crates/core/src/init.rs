@@ -103,6 +103,7 @@ impl SimpleBackend for SeededVarMap {
             }
             return Ok(var.as_tensor().clone());
         }
+        check_variable_size(name, &s, dtype, &data)?;
         let mut rng = derived_rng(self.seed, name_hash(name));
         let var = Var::from_tensor(&init_tensor(h, &s, dtype, dev, &mut rng)?)?;
         let tensor = var.as_tensor().clone();
@@ -125,6 +126,45 @@ impl SimpleBackend for SeededVarMap {
     fn contains_tensor(&self, name: &str) -> bool {
         self.varmap.data().lock().map(|d| d.contains_key(name)).unwrap_or(false)
     }
+}
+
+/// Refuses a new variable whose size overflows, or which with the model's
+/// other variables would need more memory than the machine has — before a
+/// byte is spent (a `--hidden` of 10¹² or `usize::MAX`, or a checkpoint's
+/// configuration that says so, would otherwise abort the process or panic
+/// on "capacity overflow"). Initialisation briefly holds an f64 copy, so a
+/// variable counts 8 bytes per element on top of its own.
+fn check_variable_size(
+    name: &str,
+    shape: &Shape,
+    dtype: DType,
+    existing: &std::collections::HashMap<String, Var>,
+) -> candle::Result<()> {
+    let dims = shape.dims();
+    let elements = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let bytes = elements.and_then(|n| n.checked_mul(dtype.size_in_bytes() + 8));
+    // `Error::Msg`, not `bail!`: a user's size is not a bug, so no backtrace.
+    let Some(bytes) = bytes else {
+        return Err(candle::Error::Msg(format!(
+            "variable `{name}` of shape {dims:?} has more elements than memory can address"
+        )));
+    };
+    let held: usize = existing
+        .values()
+        .map(|v| v.elem_count() * v.dtype().size_in_bytes())
+        .sum();
+    if let Some(available) = crate::device::available_memory()
+        && (held as u64).saturating_add(bytes as u64) > available
+    {
+        return Err(candle::Error::Msg(format!(
+            "variable `{name}` of shape {dims:?} needs {:.1} GB, and with the model's other variables ({:.1} GB) \
+             that is more than the {:.1} GB of memory available",
+            bytes as f64 / 1e9,
+            held as f64 / 1e9,
+            available as f64 / 1e9
+        )));
+    }
+    Ok(())
 }
 
 /// A `VarBuilder` over `varmap` whose new variables are seeded by `seed`.
@@ -173,6 +213,30 @@ mod tests {
         let b = fc.bias().map(|b| b.to_vec1::<f32>()).transpose()?.unwrap_or_default();
         assert!(b.iter().all(|&x| x.abs() <= 0.1) && b.iter().any(|&x| x.abs() > 0.05));
         Ok(())
+    }
+
+    /// Sizes that overflow or exceed the machine are refused before any
+    /// allocation, naming the variable.
+    #[test]
+    fn impossible_sizes_are_refused() {
+        let varmap = VarMap::new();
+        let vb = seeded_var_builder(&varmap, 9, DType::F32, &Device::Cpu);
+        let err = candle_nn::linear(784, usize::MAX, vb.pp("fc"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("`fc.weight`") && e.contains("address")),
+            "{err:?}"
+        );
+        let err = candle_nn::linear(784, 1_000_000_000_000, vb.pp("big"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("GB of memory available")),
+            "{err:?}"
+        );
+        assert!(candle_nn::linear(784, 400, vb.pp("ok")).is_ok());
     }
 
     #[test]
