@@ -50,28 +50,55 @@ fn dims(shape: &Shape, groups: usize) -> candle::Result<(usize, usize, usize)> {
     Ok((n, c, d[2..].iter().product()))
 }
 
-/// `1/(1 + e^{−z})`, its exponential in `T`'s precision (f32's is several
-/// times cheaper than f64's, and exact enough for f32 activations).
+/// The element-wise arithmetic in the operands' own precision (f32 math on
+/// f32 activations: no conversions, and an exponential several times
+/// cheaper than f64's); statistics and parameter gradients still sum in f64.
+trait Native: WithDType {
+    /// `1/(1 + e^{−z})`.
+    fn sigmoid(z: Self) -> Self;
+}
+
+impl Native for f32 {
+    #[inline(always)]
+    fn sigmoid(z: f32) -> f32 {
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
+impl Native for f64 {
+    #[inline(always)]
+    fn sigmoid(z: f64) -> f64 {
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
+/// Lanes of the f64 sums (independent accumulators the compiler can vectorise).
+const LANES: usize = 8;
+
+/// `Σ f(x)` over `x` in f64, in [`LANES`] partial sums.
 #[inline(always)]
-fn sigmoid<T: WithDType>(z: f64) -> f64 {
-    let e = if std::mem::size_of::<T>() == 4 {
-        f64::from((-z as f32).exp())
-    } else {
-        (-z).exp()
-    };
-    1.0 / (1.0 + e)
+fn lane_sum<T: WithDType>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest: f64 = chunks.remainder().iter().map(|v| f(v.to_f64())).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(v.to_f64());
+        }
+    }
+    acc.iter().sum::<f64>() + rest
 }
 
 /// `(μ, r)` of one group's values.
 fn moments<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
-    let mean = x.iter().map(|v| v.to_f64()).sum::<f64>() / m;
-    let var = x.iter().map(|v| (v.to_f64() - mean).powi(2)).sum::<f64>() / m;
+    let mean = lane_sum(x, |v| v) / m;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / m;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
 impl GroupNormOp {
-    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
+    fn forward<T: Native>(&self, x: &[T], w: &[T], b: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
         let per_group = c / self.groups;
         let mut y = vec![T::zero(); x.len()];
         let sample = c * inner;
@@ -88,9 +115,16 @@ impl GroupNormOp {
                         &block[ch * inner..(ch + 1) * inner],
                         &mut y[start + ch * inner..start + (ch + 1) * inner],
                     );
-                    for (y, x) in ys.iter_mut().zip(xs) {
-                        let z = scale * x.to_f64() + shift;
-                        *y = T::from_f64(if self.silu { z * sigmoid::<T>(z) } else { z });
+                    let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                    if self.silu {
+                        for (y, &x) in ys.iter_mut().zip(xs) {
+                            let z = scale * x + shift;
+                            *y = z * T::sigmoid(z);
+                        }
+                    } else {
+                        for (y, &x) in ys.iter_mut().zip(xs) {
+                            *y = scale * x + shift;
+                        }
                     }
                 }
             }
@@ -99,7 +133,7 @@ impl GroupNormOp {
     }
 
     /// `[∂x (N·C·inner), ∂γ (C), ∂β (C)]`.
-    fn backward<T: WithDType>(&self, x: &[T], params: &[T], dy: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
+    fn backward<T: Native>(&self, x: &[T], params: &[T], dy: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
         let (w, b) = params.split_at(c);
         let per_group = c / self.groups;
         let sample = c * inner;
@@ -111,40 +145,46 @@ impl GroupNormOp {
             .take(n)
             .map(|(i, dx)| {
                 let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
-                let mut dz_scaled = vec![0.0f64; per_group * inner];
+                let mut dz_scaled = vec![T::zero(); per_group * inner];
+                let one = T::from_f64(1.0);
                 for g in 0..self.groups {
                     let start = g * per_group * inner;
                     let range = i * sample + start..i * sample + start + per_group * inner;
                     let (block, dblock) = (&x[range.clone()], &dy[range]);
                     let (mean, r) = moments(block, self.eps);
+                    let (mean_t, r_t) = (T::from_f64(mean), T::from_f64(r));
                     // γ ∂z per value, and the two group means of the ∂x formula.
                     let (mut sum, mut sum_xhat) = (0.0, 0.0);
                     for ch in 0..per_group {
                         let channel = g * per_group + ch;
-                        let (gamma, beta) = (w[channel].to_f64(), b[channel].to_f64());
+                        let (gamma, beta) = (w[channel], b[channel]);
+                        // Per-channel sums in T (a channel is one H·W plane), then f64.
+                        let (mut db_c, mut dw_c) = (T::zero(), T::zero());
                         for k in ch * inner..(ch + 1) * inner {
-                            let xhat = (block[k].to_f64() - mean) * r;
-                            let z = gamma * xhat + beta;
-                            let d = dblock[k].to_f64();
+                            let xhat = (block[k] - mean_t) * r_t;
+                            let d = dblock[k];
                             let dz = if self.silu {
-                                let s = sigmoid::<T>(z);
-                                d * s * (1.0 + z * (1.0 - s))
+                                let z = gamma * xhat + beta;
+                                let s = T::sigmoid(z);
+                                d * s * (one + z * (one - s))
                             } else {
                                 d
                             };
-                            db[channel] += dz;
-                            dw[channel] += dz * xhat;
-                            let scaled = gamma * dz;
-                            dz_scaled[k] = scaled;
-                            sum += scaled;
-                            sum_xhat += scaled * xhat;
+                            db_c += dz;
+                            dw_c += dz * xhat;
+                            dz_scaled[k] = gamma * dz;
                         }
+                        db[channel] += db_c.to_f64();
+                        dw[channel] += dw_c.to_f64();
+                        let g = gamma.to_f64();
+                        sum += g * db_c.to_f64();
+                        sum_xhat += g * dw_c.to_f64();
                     }
                     let m = (per_group * inner) as f64;
-                    let (mean_d, mean_dx) = (sum / m, sum_xhat / m);
+                    let (mean_d, mean_dx) = (T::from_f64(sum / m), T::from_f64(sum_xhat / m));
                     for k in 0..per_group * inner {
-                        let xhat = (block[k].to_f64() - mean) * r;
-                        dx[start + k] = T::from_f64(r * (dz_scaled[k] - mean_d - xhat * mean_dx));
+                        let xhat = (block[k] - mean_t) * r_t;
+                        dx[start + k] = r_t * (dz_scaled[k] - mean_d - xhat * mean_dx);
                     }
                 }
                 (dw, db)
