@@ -126,13 +126,13 @@ pub struct DiffusionConfig {
     pub prediction: PredictionType,
     /// The timesteps' weights (default: uniform).
     pub weighting: LossWeighting,
-    /// The weight average's decay (diffusers' warm-up `(1 + k)/(10 + k)`
-    /// below it) (default: 0.999).
+    /// The weight average's decay, with diffusers' warm-up
+    /// `(1 + k)/(10 + k)` below it (default: 0.999).
     pub ema_decay: f64,
     /// Whether samples come from the weight average (default: true).
     pub sample_with_ema: bool,
-    /// The default sampler [DDIM, 50 linspace steps, η = 0, x̂₀ clipped to
-    /// [−1, 1] for images].
+    /// The default sampler (default: DDIM, 50 linspace steps, η = 0, x̂₀
+    /// clipped to ±1 for images).
     pub sampler: SamplerConfig,
 }
 

@@ -19,7 +19,7 @@
 //! devices and dtypes [`group_norm`] is candle-nn's formula and Candle's
 //! `silu`.
 
-use super::{CpuForward, contiguous_slice, fast_path};
+use super::{CpuForward, contiguous_slice, fast_path, map_floats};
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
@@ -221,21 +221,9 @@ impl CustomOp3 for GroupNormOp {
             bail!("group_norm: weight and bias must be [{}]", shape.1)
         }
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.forward(
-                contiguous_slice::<f32>(s1, l1, name)?,
-                contiguous_slice::<f32>(s2, l2, name)?,
-                contiguous_slice::<f32>(s3, l3, name)?,
-                shape,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.forward(
-                contiguous_slice::<f64>(s1, l1, name)?,
-                contiguous_slice::<f64>(s2, l2, name)?,
-                contiguous_slice::<f64>(s3, l3, name)?,
-                shape,
-            )),
-            _ => bail!("{name}: only f32 and f64 operands of one dtype are supported"),
-        };
+        let out = map_floats!(name, |x = (s1, l1), w = (s2, l2)| {
+            self.forward(x, w, contiguous_slice(s3, l3, name)?, shape)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -287,21 +275,9 @@ impl CustomOp3 for GroupNormGrad {
             )
         }
         let name = self.name();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(self.norm.backward(
-                contiguous_slice::<f32>(s1, l1, name)?,
-                contiguous_slice::<f32>(s2, l2, name)?,
-                contiguous_slice::<f32>(s3, l3, name)?,
-                shape,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(self.norm.backward(
-                contiguous_slice::<f64>(s1, l1, name)?,
-                contiguous_slice::<f64>(s2, l2, name)?,
-                contiguous_slice::<f64>(s3, l3, name)?,
-                shape,
-            )),
-            _ => bail!("{name}: only f32 and f64 operands of one dtype are supported"),
-        };
+        let out = map_floats!(name, |x = (s1, l1), params = (s2, l2)| {
+            self.norm.backward(x, params, contiguous_slice(s3, l3, name)?, shape)
+        });
         Ok((out, Shape::from(l1.shape().elem_count() + 2 * shape.1)))
     }
 }
