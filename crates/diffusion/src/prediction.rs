@@ -169,9 +169,7 @@ impl SampleProcessing {
                     .iter()
                     .map(|row| quantile_of_abs(row, ratio).clamp(1.0, max))
                     .collect();
-                let mut shape = vec![1; x0.rank()];
-                shape[0] = n;
-                let s = Tensor::from_vec(limits, shape, x0.device())?.to_dtype(x0.dtype())?;
+                let s = crate::loss::per_example(&Tensor::from_vec(limits, n, x0.device())?, x0)?;
                 let clamped = x0.broadcast_minimum(&s)?.broadcast_maximum(&s.neg()?)?;
                 Ok(clamped.broadcast_div(&s)?)
             }
