@@ -1,0 +1,123 @@
+//! NT-Xent, the normalised temperature-scaled cross-entropy of SimCLR
+//! (SPEC §8), over the 2N views of N images, and lightly's memory-bank
+//! variant.
+//!
+//! With `sim(u, v) = uᵀv / (‖u‖‖v‖)`, `s_ik = sim(z_i, z_k)` and `j(i)` the
+//! other view of `i`'s image,
+//!
+//! ```text
+//! ℓ_{i,j} = −log [ exp(s_ij/τ) / Σ_{k≠i} exp(s_ik/τ) ]
+//! L       = (1/2N) Σ_i ℓ_{i,j(i)}
+//! ```
+//!
+//! (seed 004 prints `exp(sim(z_i, z_j)/τ)` in every term of the
+//! denominator, which makes ℓ the constant `log(2N − 1)`; SPEC §10). The
+//! views are ordered `[z1; z2]`, so `j(i) = i ± N`; the loss is the same
+//! for the seed's interleaved order, since it is invariant to relabelling.
+
+use crate::{Error, Result};
+use candle::{D, DType, Device, Tensor};
+
+/// `F.normalize`'s floor on the norm.
+const NORM_EPS: f64 = 1e-12;
+
+/// `x / max(‖x‖, 1e-12)` row by row.
+fn normalize_rows(x: &Tensor) -> Result<Tensor> {
+    let norms = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(NORM_EPS)?;
+    Ok(x.broadcast_div(&norms)?)
+}
+
+/// The cosine similarities `s_ik` of the rows of `z` `[m, d]`: `[m, m]`.
+///
+/// # Errors
+/// A tensor that is not a matrix; Candle errors.
+pub fn cosine_similarity_matrix(z: &Tensor) -> Result<Tensor> {
+    if z.rank() != 2 {
+        return Err(Error::shape("embeddings", z.dims(), "[m, d]"));
+    }
+    let unit = normalize_rows(z)?;
+    Ok(unit.matmul(&unit.t()?)?)
+}
+
+fn check_temperature(temperature: f64) -> Result<()> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::invalid("temperature", temperature, "τ must be a positive number"));
+    }
+    Ok(())
+}
+
+/// `L` of the module docs from the cosine similarities `sim` `[2N, 2N]` of
+/// the views `[z1; z2]` (row `i` is anchor `i`; the diagonal is ignored).
+/// Each entry is its own variable, so `∂L/∂s_ik = (p_ik − 1[k = j(i)]) /
+/// (2N τ)` with `p_i` the softmax of `s_i·/τ` over `k ≠ i`.
+///
+/// # Errors
+/// A non-square or odd-sized matrix; `τ ≤ 0`; Candle errors.
+pub fn nt_xent_from_similarity(sim: &Tensor, temperature: f64) -> Result<Tensor> {
+    check_temperature(temperature)?;
+    let m = match sim.dims() {
+        [a, b] if a == b && a % 2 == 0 && *a > 0 => *a,
+        other => return Err(Error::shape("similarities", other, "[2N, 2N] with N ≥ 1")),
+    };
+    let n = m / 2;
+    let logits = ((sim / temperature)? + self_mask(m, sim.dtype(), sim.device())?)?;
+    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let positives: Vec<u32> = (0..m).map(|i| ((i + n) % m) as u32).collect();
+    let positives = Tensor::from_vec(positives, (m, 1), sim.device())?;
+    Ok(log_p.gather(&positives, 1)?.mean_all()?.neg()?)
+}
+
+/// `−∞` on the diagonal, 0 elsewhere: each anchor's own term leaves the
+/// denominator (`k ≠ i`).
+fn self_mask(m: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let mut mask = vec![0f64; m * m];
+    for i in 0..m {
+        mask[i * m + i] = f64::NEG_INFINITY;
+    }
+    Ok(Tensor::from_vec(mask, (m, m), device)?.to_dtype(dtype)?)
+}
+
+/// NT-Xent of the views `z1` and `z2` `[N, d]` (row `k` of each is image
+/// `k`) at temperature `τ`, averaged over all 2N anchors. `N = 1` gives 0
+/// (the only other view is the positive).
+///
+/// # Errors
+/// Shapes that differ or are not `[N, d]` with `N ≥ 1`; `τ ≤ 0`; Candle
+/// errors.
+pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
+    check_pair(z1, z2)?;
+    nt_xent_from_similarity(&cosine_similarity_matrix(&Tensor::cat(&[z1, z2], 0)?)?, temperature)
+}
+
+fn check_pair(z1: &Tensor, z2: &Tensor) -> Result<()> {
+    if z1.rank() != 2 || z1.dim(0)? == 0 {
+        return Err(Error::shape("first views", z1.dims(), "[N, d] with N ≥ 1"));
+    }
+    if z2.dims() != z1.dims() {
+        return Err(Error::shape("second views", z2.dims(), format!("{:?}, as the first views", z1.dims())));
+    }
+    Ok(())
+}
+
+/// lightly's `NTXentLoss` with a memory bank: each first view `z1_k`
+/// against its positive `z2_k` and the `M` negatives of `bank` `[M, d]`
+/// (earlier batches' second views):
+/// `ℓ_k = −log [exp(s(z1_k, z2_k)/τ) / (exp(s(z1_k, z2_k)/τ) + Σ_m exp(s(z1_k, b_m)/τ))]`,
+/// averaged over the N anchors. The bank is not differentiated.
+///
+/// # Errors
+/// As [`nt_xent`]; a bank of another width.
+pub fn nt_xent_with_bank(z1: &Tensor, z2: &Tensor, bank: &Tensor, temperature: f64) -> Result<Tensor> {
+    check_pair(z1, z2)?;
+    check_temperature(temperature)?;
+    let d = z1.dim(1)?;
+    if bank.rank() != 2 || bank.dim(1)? != d {
+        return Err(Error::shape("memory bank", bank.dims(), format!("[M, {d}]")));
+    }
+    let (u1, u2) = (normalize_rows(z1)?, normalize_rows(z2)?);
+    let negatives = normalize_rows(&bank.detach())?;
+    let positive = (&u1 * &u2)?.sum_keepdim(D::Minus1)?;
+    let logits = (Tensor::cat(&[&positive, &u1.matmul(&negatives.t()?)?], 1)? / temperature)?;
+    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    Ok(log_p.narrow(1, 0, 1)?.mean_all()?.neg()?)
+}
