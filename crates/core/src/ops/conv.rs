@@ -416,7 +416,12 @@ fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[T], kernel:
     zs
 }
 
-/// `Σ_b u_b · im2col(x_b)ᵀ`, accumulated per thread and then summed.
+/// Partial sums of a kernel gradient computed in parallel; a constant, so
+/// the order of the floating-point sum does not depend on the scheduling.
+const KERNEL_GRAD_PARTS: usize = 8;
+
+/// `Σ_b u_b · im2col(x_b)ᵀ`, accumulated in [`KERNEL_GRAD_PARTS`] parts
+/// and then summed in order.
 fn kernel_grad<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], us: &[T]) -> Vec<T> {
     let (k, grid) = (g.col_rows(), g.grid_len());
     let plan = Plan::new(g, batch);
@@ -433,22 +438,28 @@ fn kernel_grad<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], us:
     let threads = rayon::current_num_threads();
     let groups: Vec<usize> = (0..batch).step_by(plan.group.max(1)).collect();
     if threads > 1 && groups.len() >= threads && m * k * grid * batch >= PARALLEL_BATCH_MIN {
-        // One accumulator per rayon job (a handful), summed at the end.
-        groups
-            .into_par_iter()
-            .fold(
-                || (vec![T::zero(); m * k], Scratch::new()),
-                |(mut acc, mut scratch), first| {
+        // A fixed number of accumulators over contiguous runs of groups,
+        // summed in order: the same sum in the same order on every run
+        // (rayon's fold and reduce split by work stealing, which made the
+        // gradient differ in its last bits from run to run).
+        let parts = groups.len().min(KERNEL_GRAD_PARTS);
+        let per_part = groups.len().div_ceil(parts);
+        let partials: Vec<Vec<T>> = groups
+            .par_chunks(per_part)
+            .map(|firsts| {
+                let (mut acc, mut scratch) = (vec![T::zero(); m * k], Scratch::new());
+                for &first in firsts {
                     accumulate(first, &mut acc, &mut scratch, Parallelism::None);
-                    (acc, scratch)
-                },
-            )
-            .map(|(acc, _)| acc)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += *y);
-                a
+                }
+                acc
             })
-            .unwrap_or_else(|| vec![T::zero(); m * k])
+            .collect();
+        let mut partials = partials.into_iter();
+        let mut total = partials.next().unwrap_or_else(|| vec![T::zero(); m * k]);
+        for part in partials {
+            total.iter_mut().zip(&part).for_each(|(x, y)| *x += *y);
+        }
+        total
     } else {
         let mut acc = vec![T::zero(); m * k];
         let mut scratch = Scratch::new();
@@ -843,6 +854,36 @@ mod tests {
         fn prop_conv_adjoint_identity(c in case().prop_filter("kernel fits", fits_conv)) {
             check_adjoint(c)?;
         }
+    }
+
+    /// The kernel gradient of a batch large enough to be split across
+    /// threads is the same to the bit however many threads share it and
+    /// however they steal work (rayon's fold once decided the order of the
+    /// partial sums, so runs differed in their last bits).
+    #[test]
+    fn the_parallel_kernel_gradient_is_deterministic() -> candle::Result<()> {
+        let mut rng = rng_from_seed(5);
+        let xs = randn(&mut rng, (256, 32, 14, 14), &Device::Cpu)?;
+        let kernel = Var::from_tensor(&randn(&mut rng, (64, 32, 3, 3), &Device::Cpu)?)?;
+        let gradient = |threads: usize| -> candle::Result<Vec<f64>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(candle::Error::wrap)?;
+            pool.install(|| {
+                let ys = conv2d(&xs, kernel.as_tensor(), 1, 1, 1)?;
+                let grads = (ys.sqr()?.sum_all()?).backward()?;
+                Ok(flat(grads.get(&kernel).expect("a kernel gradient")))
+            })
+        };
+        let first = gradient(2)?;
+        for threads in [3, 4, 2, 5] {
+            assert!(
+                gradient(threads)? == first,
+                "{threads} threads gave another kernel gradient"
+            );
+        }
+        Ok(())
     }
 
     /// Shapes that exercise the gemm plans the small property-test shapes do

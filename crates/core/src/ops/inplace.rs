@@ -220,7 +220,10 @@ fn for_chunks<T: Float, const N: usize>(
         parts.push((heads, head_src));
         rest_src = tail_src;
     }
-    parts.into_par_iter().map(|(d, s)| f(d, s)).sum()
+    // Collected in chunk order and summed in that order: rayon's own `sum`
+    // splits by work stealing, so its f64 total would vary in its last bits.
+    let sums: Vec<f64> = parts.into_par_iter().map(|(d, s)| f(d, s)).collect();
+    sums.iter().sum()
 }
 
 /// The scalars of one Adam/AdamW step.
