@@ -252,14 +252,20 @@ impl<M: TrainableModel> Trainer<M> {
         }
     }
 
-    /// The number of parameters (the weight average's copies not counted).
+    /// The number of parameters: the variables some optimizer group trains
+    /// (a weight average's copies and other state, such as a memory bank,
+    /// not counted).
     pub fn parameter_count(&self) -> usize {
-        let all: usize = self.varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-        let averages: usize = self
-            .average
-            .as_ref()
-            .map_or(0, |(_, pairs)| pairs.iter().map(|(a, _)| a.elem_count()).sum());
-        all - averages
+        self.varmap
+            .data()
+            .lock()
+            .map(|vars| {
+                vars.iter()
+                    .filter(|(name, _)| M::OPTIMIZER_GROUPS.iter().any(|prefix| name.starts_with(prefix)))
+                    .map(|(_, var)| var.elem_count())
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 }
 
