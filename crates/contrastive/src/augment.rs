@@ -138,7 +138,11 @@ impl Augmentations {
 /// `0 < lo ≤ hi ≤ max`, both finite.
 fn check_range(name: &'static str, (lo, hi): (f64, f64), max: f64) -> Result<()> {
     if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi && hi <= max) {
-        let bound = if max == f64::MAX { "∞".to_string() } else { max.to_string() };
+        let bound = if max == f64::MAX {
+            "∞".to_string()
+        } else {
+            max.to_string()
+        };
         return Err(Error::invalid(name, (lo, hi), format!("need 0 < lo ≤ hi ≤ {bound}")));
     }
     Ok(())
@@ -381,7 +385,9 @@ pub fn warp(images: &Tensor, thetas: &[[f64; 6]]) -> Result<Tensor> {
     let flat = images.reshape((n, c, hw))?;
     let mut result: Option<Tensor> = None;
     for (index, weight) in indices.into_iter().zip(weights) {
-        let index = Tensor::from_vec(index, (n, 1, hw), device)?.broadcast_as((n, c, hw))?.contiguous()?;
+        let index = Tensor::from_vec(index, (n, 1, hw), device)?
+            .broadcast_as((n, c, hw))?
+            .contiguous()?;
         let weight = Tensor::from_vec(weight, (n, 1, hw), device)?.to_dtype(images.dtype())?;
         let term = flat.gather(&index, 2)?.broadcast_mul(&weight)?;
         result = Some(match result {
@@ -492,7 +498,11 @@ mod tests {
                 assert!((t[0] * p + t[2]).abs() <= 1.0 + 1e-12);
                 assert!((t[4] * p + t[5]).abs() <= 1.0 + 1e-12);
             }
-            assert!(t[0] * t[4] >= 0.2 * 0.9 && t[0] * t[4] <= 1.0 + 1e-12, "area {}", t[0] * t[4]);
+            assert!(
+                t[0] * t[4] >= 0.2 * 0.9 && t[0] * t[4] <= 1.0 + 1e-12,
+                "area {}",
+                t[0] * t[4]
+            );
         }
     }
 

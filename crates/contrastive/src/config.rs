@@ -85,7 +85,11 @@ impl SimClrConfig {
             ));
         }
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Error::invalid("temperature", self.temperature, "τ must be a positive number"));
+            return Err(Error::invalid(
+                "temperature",
+                self.temperature,
+                "τ must be a positive number",
+            ));
         }
         self.augmentations.validate()
     }

@@ -38,7 +38,11 @@ impl Default for KnnConfig {
 /// Shapes; `k = 0`; `T ≤ 0`; Candle errors.
 pub fn knn_predict(train: Labelled<'_>, test: &Tensor, config: &KnnConfig, device: &Device) -> Result<Vec<u32>> {
     if config.k == 0 || config.chunk == 0 || !(config.temperature > 0.0 && config.temperature.is_finite()) {
-        return Err(Error::invalid("k-NN", config, "k ≥ 1, a positive chunk and temperature"));
+        return Err(Error::invalid(
+            "k-NN",
+            config,
+            "k ≥ 1, a positive chunk and temperature",
+        ));
     }
     let (n, f) = train.features.dims2()?;
     if test.rank() != 2 || test.dim(1)? != f || train.labels.dims() != [n] {
@@ -50,7 +54,11 @@ pub fn knn_predict(train: Labelled<'_>, test: &Tensor, config: &KnnConfig, devic
         Ok(t.broadcast_div(&norms)?)
     };
     let bank = unit(train.features)?.t()?.contiguous()?;
-    let labels = train.labels.to_dtype(DType::U32)?.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+    let labels = train
+        .labels
+        .to_dtype(DType::U32)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<u32>()?;
     let classes = labels.iter().max().map_or(1, |m| *m as usize + 1);
     let k = config.k.min(n);
     let mut predictions = Vec::with_capacity(test.dim(0)?);
@@ -81,9 +89,17 @@ pub fn knn_predict(train: Labelled<'_>, test: &Tensor, config: &KnnConfig, devic
 /// As [`knn_predict`].
 pub fn knn_accuracy(train: Labelled<'_>, test: Labelled<'_>, config: &KnnConfig, device: &Device) -> Result<f64> {
     let predicted = knn_predict(train, test.features, config, device)?;
-    let labels = test.labels.to_dtype(DType::U32)?.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+    let labels = test
+        .labels
+        .to_dtype(DType::U32)?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<u32>()?;
     if labels.len() != predicted.len() {
-        return Err(Error::shape("k-NN test labels", test.labels.dims(), format!("[{}]", predicted.len())));
+        return Err(Error::shape(
+            "k-NN test labels",
+            test.labels.dims(),
+            format!("[{}]", predicted.len()),
+        ));
     }
     let right = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
     Ok(right as f64 / labels.len().max(1) as f64)

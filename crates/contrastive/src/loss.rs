@@ -41,7 +41,11 @@ pub fn cosine_similarity_matrix(z: &Tensor) -> Result<Tensor> {
 
 fn check_temperature(temperature: f64) -> Result<()> {
     if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(Error::invalid("temperature", temperature, "τ must be a positive number"));
+        return Err(Error::invalid(
+            "temperature",
+            temperature,
+            "τ must be a positive number",
+        ));
     }
     Ok(())
 }
@@ -94,30 +98,40 @@ fn check_pair(z1: &Tensor, z2: &Tensor) -> Result<()> {
         return Err(Error::shape("first views", z1.dims(), "[N, d] with N ≥ 1"));
     }
     if z2.dims() != z1.dims() {
-        return Err(Error::shape("second views", z2.dims(), format!("{:?}, as the first views", z1.dims())));
+        return Err(Error::shape(
+            "second views",
+            z2.dims(),
+            format!("{:?}, as the first views", z1.dims()),
+        ));
     }
     Ok(())
 }
 
-/// lightly's `NTXentLoss` with a memory bank: each first view `z1_k`
-/// against its positive `z2_k` and the `M` negatives of `bank` `[M, d]`
-/// (earlier batches' second views):
-/// `ℓ_k = −log [exp(s(z1_k, z2_k)/τ) / (exp(s(z1_k, z2_k)/τ) + Σ_m exp(s(z1_k, b_m)/τ))]`,
-/// averaged over the N anchors. The bank is not differentiated.
+/// NT-Xent with the `M` rows of `bank` `[M, d]` (projections of earlier
+/// batches, lightly's `memory_bank_size`) as further negatives of every
+/// anchor: `ℓ_{i,j} = −log [exp(s_ij/τ) / (Σ_{k≠i} exp(s_ik/τ) + Σ_m
+/// exp(sim(z_i, b_m)/τ))]`, averaged over the 2N anchors; an empty bank
+/// gives [`nt_xent`]. The bank is not differentiated. (lightly contrasts
+/// the first views with the bank alone; keeping the batch's own negatives
+/// as well means a bank of stale or random rows cannot reward collapsing
+/// every embedding onto one point.)
 ///
 /// # Errors
 /// As [`nt_xent`]; a bank of another width.
 pub fn nt_xent_with_bank(z1: &Tensor, z2: &Tensor, bank: &Tensor, temperature: f64) -> Result<Tensor> {
     check_pair(z1, z2)?;
     check_temperature(temperature)?;
-    let d = z1.dim(1)?;
+    let (n, d) = z1.dims2()?;
     if bank.rank() != 2 || bank.dim(1)? != d {
         return Err(Error::shape("memory bank", bank.dims(), format!("[M, {d}]")));
     }
-    let (u1, u2) = (normalize_rows(z1)?, normalize_rows(z2)?);
-    let negatives = normalize_rows(&bank.detach())?;
-    let positive = (&u1 * &u2)?.sum_keepdim(D::Minus1)?;
-    let logits = (Tensor::cat(&[&positive, &u1.matmul(&negatives.t()?)?], 1)? / temperature)?;
+    let m = 2 * n;
+    let views = normalize_rows(&Tensor::cat(&[z1, z2], 0)?)?;
+    let negatives = normalize_rows(&bank.detach().to_dtype(z1.dtype())?)?;
+    let within = ((views.matmul(&views.t()?)? / temperature)? + self_mask(m, z1.dtype(), z1.device())?)?;
+    let logits = Tensor::cat(&[within, (views.matmul(&negatives.t()?)? / temperature)?], 1)?;
     let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    Ok(log_p.narrow(1, 0, 1)?.mean_all()?.neg()?)
+    let positives: Vec<u32> = (0..m).map(|i| ((i + n) % m) as u32).collect();
+    let positives = Tensor::from_vec(positives, (m, 1), z1.device())?;
+    Ok(log_p.gather(&positives, 1)?.mean_all()?.neg()?)
 }

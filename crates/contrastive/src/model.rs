@@ -40,9 +40,10 @@ impl SimClr {
             width = out;
         }
         let bank = if config.memory_bank_size > 0 {
-            // lightly starts its bank with Gaussian vectors (normalised on use).
-            let init = Init::Randn { mean: 0.0, stdev: 1.0 };
-            let features = vb.pp("bank").get_with_hints((config.memory_bank_size, width), "features", init)?;
+            // Empty rows: the loss uses only the rows filled so far.
+            let features =
+                vb.pp("bank")
+                    .get_with_hints((config.memory_bank_size, width), "features", Init::Const(0.0))?;
             Some(Var::from_tensor(&features)?)
         } else {
             None

@@ -51,7 +51,11 @@ impl Labelled<'_> {
             .dims2()
             .map_err(|_| Error::shape(what, self.features.dims(), "[n, F]"))?;
         if n == 0 || self.labels.dims() != [n] {
-            return Err(Error::shape(what, self.labels.dims(), format!("[{n}] labels for [n ≥ 1, F] features")));
+            return Err(Error::shape(
+                what,
+                self.labels.dims(),
+                format!("[{n}] labels for [n ≥ 1, F] features"),
+            ));
         }
         Ok((n, f))
     }
@@ -89,10 +93,18 @@ pub fn linear_probe(train: Labelled<'_>, test: Labelled<'_>, config: &ProbeConfi
     let (n, f) = train.check("probe training features")?;
     let (_, f_test) = test.check("probe test features")?;
     if f_test != f {
-        return Err(Error::shape("probe test features", test.features.dims(), format!("[n, {f}]")));
+        return Err(Error::shape(
+            "probe test features",
+            test.features.dims(),
+            format!("[n, {f}]"),
+        ));
     }
     if config.epochs == 0 || config.batch_size == 0 {
-        return Err(Error::invalid("probe", config, "at least one epoch and a positive batch size"));
+        return Err(Error::invalid(
+            "probe",
+            config,
+            "at least one epoch and a positive batch size",
+        ));
     }
     let classes = class_count(&[train.labels, test.labels])?;
     let to = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F32)?.to_device(device)?) };

@@ -34,7 +34,7 @@ impl TrainableModel for SimClr {
         _rng: &mut StdRng,
     ) -> deepgen_core::Result<Metrics> {
         let n = first.dim(0)?;
-        let (loss, second_projections) = self.loss(first, second)?;
+        let (loss, second_projections) = self.loss(first, second, ctx.global_step * n)?;
         optimizers.minimise(&loss)?;
         self.enqueue(&second_projections, ctx.global_step * n)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -44,11 +44,12 @@ impl TrainableModel for SimClr {
 
 impl SimClr {
     /// The loss on two views `[N, …]` of N ≥ 2 images, and the second
-    /// views' projections (for the bank).
+    /// views' projections (for the bank). `enqueued` rows have entered the
+    /// bank before this batch; only those (at most `M`) serve as negatives.
     ///
     /// # Errors
     /// Fewer than 2 images; views of different shapes; Candle errors.
-    pub fn loss(&self, first: &Tensor, second: &Tensor) -> crate::Result<(Tensor, Tensor)> {
+    pub fn loss(&self, first: &Tensor, second: &Tensor, enqueued: usize) -> crate::Result<(Tensor, Tensor)> {
         let n = first.dim(0)?;
         if n < 2 {
             return Err(Error::invalid(
@@ -58,14 +59,19 @@ impl SimClr {
             ));
         }
         if first.dims() != second.dims() {
-            return Err(Error::shape("second views", second.dims(), format!("{:?}", first.dims())));
+            return Err(Error::shape(
+                "second views",
+                second.dims(),
+                format!("{:?}", first.dims()),
+            ));
         }
         let z = self.project(&self.represent(&Tensor::cat(&[first, second], 0)?)?)?;
         let (z1, z2) = (z.narrow(0, 0, n)?, z.narrow(0, n, n)?);
         let temperature = self.config().temperature;
+        let filled = self.bank().map_or(0, |bank| enqueued.min(bank.dim(0).unwrap_or(0)));
         let loss = match self.bank() {
-            Some(bank) => nt_xent_with_bank(&z1, &z2, bank, temperature)?,
-            None => nt_xent(&z1, &z2, temperature)?,
+            Some(bank) if filled > 0 => nt_xent_with_bank(&z1, &z2, &bank.narrow(0, 0, filled)?, temperature)?,
+            _ => nt_xent(&z1, &z2, temperature)?,
         };
         Ok((loss, z2))
     }

@@ -56,10 +56,10 @@ proptest! {
         let thetas = [[a, b, c, d, e, f], [e, -b, f, -d, a, c]];
         let out = values(&warp(&xs, &thetas).unwrap());
         let input = values(&xs);
-        for k in 0..2 {
+        for (k, theta) in thetas.iter().enumerate() {
             for ch in 0..2 {
                 let offset = (k * 2 + ch) * h * w;
-                let expected = direct_sample(&input[offset..offset + h * w], h, w, &thetas[k]);
+                let expected = direct_sample(&input[offset..offset + h * w], h, w, theta);
                 for (p, want) in expected.iter().enumerate() {
                     let got = f64::from(out[offset + p]);
                     prop_assert!((got - want).abs() < 1e-5, "image {k} channel {ch} pixel {p}: {got} vs {want}");
@@ -104,7 +104,10 @@ fn identity_transforms_return_the_input() {
             ratio: (1.0, 1.0),
         },
         Augmentation::GaussianNoise { sd: 0.0 },
-        Augmentation::Blur { sigma: (1.0, 2.0), p: 0.0 },
+        Augmentation::Blur {
+            sigma: (1.0, 2.0),
+            p: 0.0,
+        },
         Augmentation::Cutout { size: 4, p: 0.0 },
         Augmentation::BrightnessContrast {
             brightness: 0.0,
@@ -113,7 +116,10 @@ fn identity_transforms_return_the_input() {
     ]);
     let out = identity.apply(&xs, &mut rng_from_seed(3)).unwrap();
     assert_eq!(values(&out), values(&xs));
-    assert_eq!(values(&Augmentations::default().apply(&xs, &mut rng_from_seed(3)).unwrap()), values(&xs));
+    assert_eq!(
+        values(&Augmentations::default().apply(&xs, &mut rng_from_seed(3)).unwrap()),
+        values(&xs)
+    );
 }
 
 #[test]
@@ -139,7 +145,10 @@ fn same_seed_same_views_and_each_image_its_own_draw() {
             scale: (0.3, 1.0),
             ratio: (0.75, 4.0 / 3.0),
         },
-        Augmentation::Blur { sigma: (0.1, 2.0), p: 1.0 },
+        Augmentation::Blur {
+            sigma: (0.1, 2.0),
+            p: 1.0,
+        },
         Augmentation::BrightnessContrast {
             brightness: 0.5,
             contrast: 0.5,
@@ -198,14 +207,27 @@ fn brightness_and_contrast_follow_their_formulas() {
 fn blur_matches_a_direct_convolution() {
     let (h, w) = (7, 9);
     let xs = images(11, 1, 1, h, w);
-    let out = values(&Augmentation::Blur { sigma: (0.8, 0.8), p: 1.0 }
+    let out = values(
+        &Augmentation::Blur {
+            sigma: (0.8, 0.8),
+            p: 1.0,
+        }
         .apply(&xs, &mut rng_from_seed(12))
-        .unwrap());
+        .unwrap(),
+    );
     let input = values(&xs);
     let r = 3isize; // ⌈3 · 0.8⌉
     let weights: Vec<f64> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * 0.64)).exp()).collect();
     let total: f64 = weights.iter().sum();
-    let reflect = |i: isize, len: isize| if i < 0 { -i } else if i >= len { 2 * (len - 1) - i } else { i };
+    let reflect = |i: isize, len: isize| {
+        if i < 0 {
+            -i
+        } else if i >= len {
+            2 * (len - 1) - i
+        } else {
+            i
+        }
+    };
     for i in 0..h as isize {
         for j in 0..w as isize {
             let mut sum = 0.0;
@@ -229,7 +251,13 @@ fn bad_parameters_are_errors() {
         (Augmentation::Cutout { size: 0, p: 0.5 }, "cutout size"),
         (Augmentation::Cutout { size: 2, p: 1.5 }, "cutout p"),
         (Augmentation::GaussianNoise { sd: -0.1 }, "noise sd"),
-        (Augmentation::Blur { sigma: (1.0, 3.0), p: 0.5 }, "blur sigma"),
+        (
+            Augmentation::Blur {
+                sigma: (1.0, 3.0),
+                p: 0.5,
+            },
+            "blur sigma",
+        ),
         (
             Augmentation::ResizedCrop {
                 scale: (0.5, 1.5),
@@ -254,7 +282,11 @@ fn bad_parameters_are_errors() {
         assert!(err.contains(name), "{augmentation:?}: {err}");
     }
     let flat = Tensor::zeros((2, 64), DType::F32, &Device::Cpu).unwrap();
-    assert!(Augmentations::mnist_default().apply(&flat, &mut rng_from_seed(0)).is_err());
+    assert!(
+        Augmentations::mnist_default()
+            .apply(&flat, &mut rng_from_seed(0))
+            .is_err()
+    );
 }
 
 #[test]
@@ -269,7 +301,10 @@ fn a_recipe_round_trips_through_toml() {
                 scale: (0.5, 1.0),
                 ratio: (0.75, 1.25),
             },
-            Augmentation::Blur { sigma: (0.1, 1.0), p: 0.5 },
+            Augmentation::Blur {
+                sigma: (0.1, 1.0),
+                p: 0.5,
+            },
         ]),
     };
     let text = toml::to_string(&table).unwrap();

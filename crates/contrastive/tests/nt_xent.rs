@@ -23,13 +23,21 @@ fn cosine(u: &[f64], v: &[f64]) -> f64 {
 /// over `k ≠ i`, `L = (1/2N) Σ_k [ℓ_{2k−1,2k} + ℓ_{2k,2k−1}]`.
 fn reference(z1: &[Vec<f64>], z2: &[Vec<f64>], tau: f64) -> f64 {
     let n = z1.len();
-    let z: Vec<&Vec<f64>> = (0..2 * n).map(|i| if i % 2 == 0 { &z1[i / 2] } else { &z2[i / 2] }).collect();
+    let z: Vec<&Vec<f64>> = (0..2 * n)
+        .map(|i| if i % 2 == 0 { &z1[i / 2] } else { &z2[i / 2] })
+        .collect();
     let ell = |i: usize, j: usize| {
         let numerator = (cosine(z[i], z[j]) / tau).exp();
-        let denominator: f64 = (0..2 * n).filter(|&k| k != i).map(|k| (cosine(z[i], z[k]) / tau).exp()).sum();
+        let denominator: f64 = (0..2 * n)
+            .filter(|&k| k != i)
+            .map(|k| (cosine(z[i], z[k]) / tau).exp())
+            .sum();
         -(numerator / denominator).ln()
     };
-    (0..n).map(|k| ell(2 * k, 2 * k + 1) + ell(2 * k + 1, 2 * k)).sum::<f64>() / (2 * n) as f64
+    (0..n)
+        .map(|k| ell(2 * k, 2 * k + 1) + ell(2 * k + 1, 2 * k))
+        .sum::<f64>()
+        / (2 * n) as f64
 }
 
 /// The seed's printed ℓ: `exp(sim(z_i, z_j)/τ)` in every denominator term.
@@ -44,8 +52,14 @@ fn seed_printed(z1: &[Vec<f64>], z2: &[Vec<f64>], tau: f64) -> f64 {
 
 fn views(seed: u64, n: usize, d: usize) -> (Tensor, Tensor) {
     let mut rng = rng_from_seed(seed);
-    let z1 = randn(&mut rng, (n, d), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
-    let z2 = randn(&mut rng, (n, d), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let z1 = randn(&mut rng, (n, d), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let z2 = randn(&mut rng, (n, d), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     (z1, z2)
 }
 
@@ -64,7 +78,10 @@ fn the_seeds_printed_denominator_gives_a_constant_not_the_loss() {
     let (z1, z2) = views(2, 6, 4);
     let (a, b) = (f64_rows(&z1), f64_rows(&z2));
     let printed = seed_printed(&a, &b, 0.5);
-    assert!((printed - 11f64.ln()).abs() < 1e-12, "log(2N − 1) = log 11, got {printed}");
+    assert!(
+        (printed - 11f64.ln()).abs() < 1e-12,
+        "log(2N − 1) = log 11, got {printed}"
+    );
     let ours = value(&nt_xent(&z1, &z2, 0.5).unwrap());
     assert!((ours - reference(&a, &b, 0.5)).abs() < 1e-12);
     assert!((ours - printed).abs() > 0.05, "ours {ours}, printed {printed}");
@@ -146,7 +163,10 @@ fn gradient_matches_finite_differences() {
     let (n, d, tau) = (4, 3, 0.3);
     let (z1, z2) = views(7, n, d);
     let (v1, v2) = (Var::from_tensor(&z1).unwrap(), Var::from_tensor(&z2).unwrap());
-    let grads = nt_xent(v1.as_tensor(), v2.as_tensor(), tau).unwrap().backward().unwrap();
+    let grads = nt_xent(v1.as_tensor(), v2.as_tensor(), tau)
+        .unwrap()
+        .backward()
+        .unwrap();
     let (a, b) = (f64_rows(&z1), f64_rows(&z2));
     for (which, var) in [(0, &v1), (1, &v2)] {
         let g = f64_rows(grads.get(var).unwrap());
@@ -155,34 +175,54 @@ fn gradient_matches_finite_differences() {
                 let h = 1e-6;
                 let shifted = |delta: f64| {
                     let (mut p, mut q) = (a.clone(), b.clone());
-                    if which == 0 { p[r][c] += delta } else { q[r][c] += delta }
+                    if which == 0 {
+                        p[r][c] += delta
+                    } else {
+                        q[r][c] += delta
+                    }
                     reference(&p, &q, tau)
                 };
                 let numeric = (shifted(h) - shifted(-h)) / (2.0 * h);
-                assert!((g[r][c] - numeric).abs() < 1e-7, "view {which} ({r}, {c}): {} vs {numeric}", g[r][c]);
+                assert!(
+                    (g[r][c] - numeric).abs() < 1e-7,
+                    "view {which} ({r}, {c}): {} vs {numeric}",
+                    g[r][c]
+                );
             }
         }
     }
 }
 
-/// The memory-bank form against its formula: anchors z1 only, the positive
-/// z2 and the bank's rows as negatives.
+/// The memory-bank form against its formula: every anchor's denominator
+/// also sums over the bank's rows; an empty bank is plain NT-Xent.
 #[test]
 fn memory_bank_loss_matches_its_formula() {
     let (n, d, tau) = (3, 4, 0.2);
     let (z1, z2) = views(9, n, d);
-    let bank = randn(&mut rng_from_seed(10), (5, d), &Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let bank = randn(&mut rng_from_seed(10), (5, d), &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     let ours = value(&nt_xent_with_bank(&z1, &z2, &bank, tau).unwrap());
     let (a, b, m) = (f64_rows(&z1), f64_rows(&z2), f64_rows(&bank));
-    let expected: f64 = (0..n)
-        .map(|k| {
-            let positive = (cosine(&a[k], &b[k]) / tau).exp();
-            let negatives: f64 = m.iter().map(|row| (cosine(&a[k], row) / tau).exp()).sum();
-            -(positive / (positive + negatives)).ln()
+    let z: Vec<&Vec<f64>> = a.iter().chain(&b).collect();
+    let expected: f64 = (0..2 * n)
+        .map(|i| {
+            let j = (i + n) % (2 * n);
+            let positive = (cosine(z[i], z[j]) / tau).exp();
+            let views: f64 = (0..2 * n)
+                .filter(|&k| k != i)
+                .map(|k| (cosine(z[i], z[k]) / tau).exp())
+                .sum();
+            let negatives: f64 = m.iter().map(|row| (cosine(z[i], row) / tau).exp()).sum();
+            -(positive / (views + negatives)).ln()
         })
         .sum::<f64>()
-        / n as f64;
+        / (2 * n) as f64;
     assert!((ours - expected).abs() < 1e-12, "{ours} vs {expected}");
+    let empty = Tensor::zeros((0, d), DType::F64, &Device::Cpu).unwrap();
+    let plain = value(&nt_xent(&z1, &z2, tau).unwrap());
+    assert!((value(&nt_xent_with_bank(&z1, &z2, &empty, tau).unwrap()) - plain).abs() < 1e-12);
 }
 
 #[test]
