@@ -87,6 +87,8 @@ enum TrainModel {
     Score(commands::score::TrainArgs),
     /// Train a diffusion model: the PyTorch twin's UNet on images, or an MLP on 2-D points; ε-, x₀- or v-prediction.
     Diffusion(commands::diffusion::TrainArgs),
+    /// Train SimCLR (NT-Xent on two augmented views) on images, with a linear probe and k-NN after every epoch.
+    Simclr(commands::simclr::TrainArgs),
 }
 
 /// `deepgen eval <model>`.
@@ -102,6 +104,8 @@ enum EvalModel {
     Gan(commands::gan::EvalArgs),
     /// Samples of a trained diffusion model by any sampler (ddpm, ddim, dpm-solver++), timed and scored.
     Diffusion(commands::diffusion::EvalArgs),
+    /// Linear-probe and k-NN accuracy of a trained SimCLR encoder (and of a random encoder and raw pixels).
+    Simclr(commands::simclr::EvalArgs),
     /// Score generated images (an MNIST-format IDX file from any program): FCD, precision, recall, classes.
     Samples(eval::SampleEvalArgs),
 }
@@ -138,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             TrainModel::Gan(args) => run::train::<commands::gan::GanCommand>(&args),
             TrainModel::Score(args) => run::train::<commands::score::ScoreCommand>(&args),
             TrainModel::Diffusion(args) => run::train::<commands::diffusion::DiffusionCommand>(&args),
+            TrainModel::Simclr(args) => commands::simclr::train(&args),
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
@@ -145,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             EvalModel::Hvae(args) => commands::hvae::eval(&args),
             EvalModel::Gan(args) => commands::gan::eval(&args),
             EvalModel::Diffusion(args) => commands::diffusion::eval(&args),
+            EvalModel::Simclr(args) => commands::simclr::eval(&args),
             EvalModel::Samples(args) => eval::eval_samples(&args),
         },
         Command::Sample { model } => match model {

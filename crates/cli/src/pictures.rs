@@ -220,7 +220,8 @@ pub fn say_pictures(pictures: &[PathBuf]) {
 type History = (&'static str, Vec<(f64, f64)>);
 
 /// The `(epoch, value)` points of the loss columns (`train_loss`,
-/// `test_loss`; a GAN's `d_loss`, `g_loss`) of a run's `metrics.csv`.
+/// `test_loss`; a GAN's `d_loss`, `g_loss`; `loss` of the families with
+/// one training loss and no test loss) of a run's `metrics.csv`.
 fn loss_history(run_dir: &Path) -> Result<Vec<History>> {
     let path = run_dir.join(METRICS_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
@@ -230,7 +231,7 @@ fn loss_history(run_dir: &Path) -> Result<Vec<History>> {
         .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
         .collect();
     let epoch = header.iter().position(|h| *h == "epoch");
-    Ok(["train_loss", "test_loss", "d_loss", "g_loss"]
+    Ok(["loss", "train_loss", "test_loss", "d_loss", "g_loss"]
         .into_iter()
         .filter_map(|name| {
             let col = header.iter().position(|h| *h == name)?;

@@ -36,7 +36,7 @@ const AXIS_TITLE_SIZE: u32 = 16;
 const LABEL_SIZE: u32 = 14;
 
 /// Series colours (matplotlib's `tab10`), cycled.
-const PALETTE: [(u8, u8, u8); 10] = [
+pub const PALETTE: [(u8, u8, u8); 10] = [
     (31, 119, 180),
     (255, 127, 14),
     (44, 160, 44),

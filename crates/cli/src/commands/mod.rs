@@ -6,4 +6,5 @@ pub mod diffusion;
 pub mod gan;
 pub mod hvae;
 pub mod score;
+pub mod simclr;
 pub mod vae;
