@@ -16,7 +16,8 @@
 //! for the seed's interleaved order, since it is invariant to relabelling.
 
 use crate::{Error, Result};
-use candle::{D, DType, Device, Tensor};
+use candle::{D, Tensor};
+use deepgen_core::ops::cross_entropy_rows;
 
 /// `F.normalize`'s floor on the norm.
 const NORM_EPS: f64 = 1e-12;
@@ -63,22 +64,18 @@ pub fn nt_xent_from_similarity(sim: &Tensor, temperature: f64) -> Result<Tensor>
         [a, b] if a == b && a % 2 == 0 && *a > 0 => *a,
         other => return Err(Error::shape("similarities", other, "[2N, 2N] with N ≥ 1")),
     };
-    let n = m / 2;
-    let logits = ((sim / temperature)? + self_mask(m, sim.dtype(), sim.device())?)?;
-    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let positives: Vec<u32> = (0..m).map(|i| ((i + n) % m) as u32).collect();
-    let positives = Tensor::from_vec(positives, (m, 1), sim.device())?;
-    Ok(log_p.gather(&positives, 1)?.mean_all()?.neg()?)
+    anchored_cross_entropy(sim, m / 2, temperature)
 }
 
-/// `−∞` on the diagonal, 0 elsewhere: each anchor's own term leaves the
-/// denominator (`k ≠ i`).
-fn self_mask(m: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let mut mask = vec![0f64; m * m];
-    for i in 0..m {
-        mask[i * m + i] = f64::NEG_INFINITY;
-    }
-    Ok(Tensor::from_vec(mask, (m, m), device)?.to_dtype(dtype)?)
+/// The mean over the `2N` rows of similarities `sim` `[2N, K ≥ 2N]` of
+/// `−log softmax_{k≠i}(sim_i/τ)[j(i)]`, `j(i) = (i + N) mod 2N`: each
+/// anchor's own column leaves its denominator (deepgen-core's one-op row
+/// cross-entropy, which applies the 1/τ itself).
+fn anchored_cross_entropy(sim: &Tensor, n: usize, temperature: f64) -> Result<Tensor> {
+    let m = 2 * n;
+    let positives: Vec<u32> = (0..m).map(|i| ((i + n) % m) as u32).collect();
+    let positives = Tensor::from_vec(positives, m, sim.device())?;
+    Ok(cross_entropy_rows(sim, &positives, true, 1.0 / temperature)?.mean_all()?)
 }
 
 /// NT-Xent of the views `z1` and `z2` `[N, d]` (row `k` of each is image
@@ -125,13 +122,9 @@ pub fn nt_xent_with_bank(z1: &Tensor, z2: &Tensor, bank: &Tensor, temperature: f
     if bank.rank() != 2 || bank.dim(1)? != d {
         return Err(Error::shape("memory bank", bank.dims(), format!("[M, {d}]")));
     }
-    let m = 2 * n;
     let views = normalize_rows(&Tensor::cat(&[z1, z2], 0)?)?;
     let negatives = normalize_rows(&bank.detach().to_dtype(z1.dtype())?)?;
-    let within = ((views.matmul(&views.t()?)? / temperature)? + self_mask(m, z1.dtype(), z1.device())?)?;
-    let logits = Tensor::cat(&[within, (views.matmul(&negatives.t()?)? / temperature)?], 1)?;
-    let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let positives: Vec<u32> = (0..m).map(|i| ((i + n) % m) as u32).collect();
-    let positives = Tensor::from_vec(positives, (m, 1), z1.device())?;
-    Ok(log_p.gather(&positives, 1)?.mean_all()?.neg()?)
+    // Columns: the 2N views, then the M bank rows.
+    let similarities = views.matmul(&Tensor::cat(&[&views, &negatives], 0)?.t()?)?;
+    anchored_cross_entropy(&similarities, n, temperature)
 }

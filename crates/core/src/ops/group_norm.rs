@@ -19,7 +19,7 @@
 //! devices and dtypes [`group_norm`] is candle-nn's formula and Candle's
 //! `silu`.
 
-use super::{CpuForward, contiguous_slice, fast_path, map_floats};
+use super::{CpuForward, Native, contiguous_slice, fast_path, map_floats};
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
 
@@ -48,28 +48,6 @@ fn dims(shape: &Shape, groups: usize) -> candle::Result<(usize, usize, usize)> {
         bail!("group_norm: {c} channels do not split into {groups} groups")
     }
     Ok((n, c, d[2..].iter().product()))
-}
-
-/// The element-wise arithmetic in the operands' own precision (f32 math on
-/// f32 activations: no conversions, and an exponential several times
-/// cheaper than f64's); statistics and parameter gradients still sum in f64.
-trait Native: WithDType {
-    /// `1/(1 + e^{−z})`.
-    fn sigmoid(z: Self) -> Self;
-}
-
-impl Native for f32 {
-    #[inline(always)]
-    fn sigmoid(z: f32) -> f32 {
-        1.0 / (1.0 + (-z).exp())
-    }
-}
-
-impl Native for f64 {
-    #[inline(always)]
-    fn sigmoid(z: f64) -> f64 {
-        1.0 / (1.0 + (-z).exp())
-    }
 }
 
 /// Lanes of the f64 sums (independent accumulators the compiler can vectorise).
