@@ -14,7 +14,7 @@
 
 use candle::{DType, Device, Var};
 use deepgen_contrastive::{SimClr, SimClrConfig, nt_xent};
-use deepgen_core::bench::{median_seconds, report};
+use deepgen_core::bench::{Workloads, median_seconds, report};
 use deepgen_core::rng::{rand_uniform, randn, rng_from_seed};
 use deepgen_core::{AdamConfig, StepCtx, TrainableModel, Trainer};
 
@@ -23,8 +23,8 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 fn main() -> Result<()> {
     // SAFETY: no other thread exists yet to read or write the environment.
     unsafe { deepgen_core::prepare_cpu_training() };
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let workloads = Workloads::from_args();
+    let selected = |name: &str| workloads.selected(name);
     let device = Device::Cpu;
     let mut rng = rng_from_seed(0);
     if selected("ntxent_fwd_bwd_n512_d128") {

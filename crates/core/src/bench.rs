@@ -5,6 +5,33 @@
 
 use std::time::Instant;
 
+/// The workloads a bench binary runs: those whose name contains its first
+/// free argument (`cargo bench --bench NAME -- FILTER`; cargo itself passes
+/// `--bench`), or all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workloads {
+    filter: Option<String>,
+}
+
+impl Workloads {
+    /// The selection the program's arguments make.
+    pub fn from_args() -> Self {
+        Self::new(std::env::args().skip(1))
+    }
+
+    /// The selection `args` (the arguments after the program's name) make.
+    pub fn new(args: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            filter: args.into_iter().find(|a| !a.starts_with('-')),
+        }
+    }
+
+    /// Whether the workload `name` runs.
+    pub fn selected(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+}
+
 /// Prints the `BENCH` line of one figure: `seconds` for deepgen and, where
 /// one exists, PyTorch's reference for the same work.
 pub fn report(name: &str, seconds: f64, pytorch: Option<f64>) {
@@ -35,6 +62,14 @@ pub fn median_seconds<E>(warm_ups: usize, runs: usize, mut f: impl FnMut() -> Re
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_first_free_argument_selects_workloads() {
+        let args = |a: &[&str]| super::Workloads::new(a.iter().map(|s| s.to_string()));
+        let some = args(&["--bench", "step"]);
+        assert!(some.selected("dcgan_step_b64") && !some.selected("unet_forward"));
+        assert!(args(&["--bench"]).selected("anything"));
+    }
+
     #[test]
     fn median_is_the_middle_run_and_errors_pass_through() {
         let mut calls = 0;

@@ -12,7 +12,7 @@
 //! A first free argument filters the workloads by name.
 
 use candle::{DType, Device};
-use deepgen_core::bench::{median_seconds, report};
+use deepgen_core::bench::{Workloads, median_seconds, report};
 use deepgen_core::rng::{rand_uniform, rng_from_seed};
 use deepgen_core::{AdamConfig, Trainer};
 use deepgen_gan::{Gan, GanConfig};
@@ -35,8 +35,8 @@ fn time_steps(name: &str, config: &GanConfig, batch: usize, adam: AdamConfig, py
 fn main() -> Result<()> {
     // SAFETY: no other thread exists yet to read or write the environment.
     unsafe { deepgen_core::prepare_cpu_training() };
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let workloads = Workloads::from_args();
+    let selected = |name: &str| workloads.selected(name);
     let dcgan_adam = AdamConfig {
         lr: 2e-4,
         beta1: 0.5,

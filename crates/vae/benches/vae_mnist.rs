@@ -22,7 +22,7 @@
 //! A first free argument filters the workloads by name.
 
 use candle::{DType, Device, Tensor};
-use deepgen_core::bench::report;
+use deepgen_core::bench::{Workloads, report};
 use deepgen_core::rng::{rand_uniform, rng_from_seed};
 use deepgen_core::{AdamConfig, BatchSource, StdRng, StepCtx, TrainConfig, TrainStep, fit};
 use deepgen_data::{Batcher, BatcherConfig};
@@ -77,19 +77,15 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn selected(name: &str, filter: &Option<String>) -> bool {
-    filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
-}
-
 fn main() -> Result<()> {
     // SAFETY: first thing in `main`, before any thread or tensor exists.
     unsafe { deepgen_core::prepare_cpu_training() };
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let workloads = Workloads::from_args();
     let (images, source) = training_images()?;
     let config = VaeConfig::default();
     let adam = AdamConfig::default();
 
-    if selected("vae_mnist_epoch", &filter) {
+    if workloads.selected("vae_mnist_epoch") {
         // Two epochs; the figure is their mean training time (as the issue's
         // "mean training seconds per epoch").
         let mut trainer = VaeTrainer::new(&config, adam.clone(), 1, &Device::Cpu)?;
@@ -121,7 +117,7 @@ fn main() -> Result<()> {
     // One Adam step on a batch of 128, median of 60: with one z sample per
     // image (pytorch/examples) and with two (`--samples 2`).
     for (name, n_samples) in [("vae_step_b128", 1), ("vae_step_b128_l2", 2)] {
-        if !selected(name, &filter) {
+        if !workloads.selected(name) {
             continue;
         }
         let config = VaeConfig {
@@ -141,7 +137,7 @@ fn main() -> Result<()> {
         report(name, times[times.len() / 2], (n_samples == 1).then_some(0.016));
     }
 
-    if selected("vae_loglik_k1000_b128", &filter) {
+    if workloads.selected("vae_loglik_k1000_b128") {
         let trainer = VaeTrainer::new(&config, adam, 4, &Device::Cpu)?;
         let xs = images.narrow(0, 0, 128)?.to_dtype(DType::F32)?;
         let start = Instant::now();
