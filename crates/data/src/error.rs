@@ -132,6 +132,20 @@ pub enum Error {
         n_labels: usize,
     },
 
+    /// The files are the other official data set (MNIST where
+    /// Fashion-MNIST was asked for, or the reverse), told by the test labels.
+    #[error(
+        "`{dir}` holds the official {found} files, not {expected} (its test labels are {found}'s); point --data-dir at the {expected} files or ask for --data {found}"
+    )]
+    WrongDataset {
+        /// The folder.
+        dir: PathBuf,
+        /// The data set asked for.
+        expected: &'static str,
+        /// The data set the files are.
+        found: &'static str,
+    },
+
     /// An argument is out of range.
     #[error("invalid {name} = {value}: {reason}")]
     InvalidArgument {

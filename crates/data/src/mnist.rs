@@ -109,13 +109,40 @@ impl Dataset {
         }
     }
 
+    /// Which official data set a test split's labels `[10000]` are: their
+    /// FNV-1a hash against MNIST's and Fashion-MNIST's (`None` for any
+    /// other labels, such as a custom set in the same format). The labels
+    /// tell the two apart where the images' shapes and value ranges cannot.
+    ///
+    /// # Errors
+    /// Labels that do not read as `u32`.
+    pub fn identify(test_labels: &Tensor) -> Result<Option<Dataset>> {
+        if test_labels.elem_count() != 10_000 {
+            return Ok(None);
+        }
+        let hash = test_labels
+            .to_dtype(candle::DType::U32)?
+            .to_vec1::<u32>()?
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, &label| {
+                (h ^ u64::from(label)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        Ok(match hash {
+            MNIST_TEST_LABELS_FNV => Some(Dataset::Mnist),
+            FASHION_TEST_LABELS_FNV => Some(Dataset::FashionMnist),
+            _ => None,
+        })
+    }
+
     /// Loads the four files from `dir` onto the CPU; see the module docs for
     /// shapes and scaling.
     ///
     /// # Errors
     ///
-    /// [`Error::MissingFile`] (with the fetch command) for a missing file, and
-    /// any error of [`load_images_and_labels`], each naming the file.
+    /// [`Error::MissingFile`] (with the fetch command) for a missing file,
+    /// [`Error::WrongDataset`] for the other official set's files (Fashion-MNIST
+    /// asked for, MNIST found, or the reverse), and any error of
+    /// [`load_images_and_labels`], each naming the file.
     pub fn load(self, dir: &Path) -> Result<Mnist> {
         // Locate all four first, so a missing data set is reported before any
         // decoding work.
@@ -125,6 +152,15 @@ impl Dataset {
         let test_labels = self.locate(dir, TEST_LABELS)?;
         let (train_images, train_labels) = load_images_and_labels(&train_images, &train_labels)?;
         let (test_images, test_labels) = load_images_and_labels(&test_images, &test_labels)?;
+        if let Some(found) = Dataset::identify(&test_labels)?
+            && found != self
+        {
+            return Err(Error::WrongDataset {
+                dir: dir.into(),
+                expected: self.name(),
+                found: found.name(),
+            });
+        }
         Ok(Mnist {
             train_images,
             train_labels,
@@ -151,6 +187,11 @@ impl FromStr for Dataset {
         }
     }
 }
+
+/// FNV-1a (64-bit) of the 10,000 official MNIST test labels, one byte each.
+const MNIST_TEST_LABELS_FNV: u64 = 0xfca1_a11d_31bd_96bb;
+/// The same for Fashion-MNIST's test labels.
+const FASHION_TEST_LABELS_FNV: u64 = 0x25bd_f812_3f06_fac3;
 
 /// MNIST or Fashion-MNIST in memory.
 #[derive(Clone, Debug)]
@@ -502,6 +543,13 @@ mod tests {
         }
         assert!(histogram.iter().all(|&c| (5000..=7000).contains(&c)), "{histogram:?}");
         assert_eq!(histogram.iter().sum::<usize>(), 60_000);
+        // The test labels tell MNIST from Fashion-MNIST: asked for as
+        // Fashion-MNIST, these files are refused (once labelled digits with
+        // clothing names).
+        assert_eq!(Dataset::identify(&m.test_labels).unwrap(), Some(Dataset::Mnist));
+        let err = load_fashion_mnist(&dir).unwrap_err();
+        assert!(matches!(err, Error::WrongDataset { found: "mnist", .. }), "{err}");
+        assert!(err.to_string().contains("not fashion-mnist"), "{err}");
     }
 
     /// The real Fashion-MNIST; `DEEPGEN_FASHION_MNIST_DIR` overrides the
@@ -524,6 +572,14 @@ mod tests {
         }
         let max = m.test_images.max_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(max, 1.0);
+        assert_eq!(Dataset::identify(&m.test_labels).unwrap(), Some(Dataset::FashionMnist));
+        assert!(matches!(
+            load_mnist(&dir),
+            Err(Error::WrongDataset {
+                found: "fashion-mnist",
+                ..
+            })
+        ));
     }
 
     #[test]
