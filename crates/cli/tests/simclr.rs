@@ -77,6 +77,22 @@ fn a_run_logs_its_probes_draws_its_views_and_evaluates() {
     for line in ["linear_probe_accuracy", "random encoder", "raw pixels", "knn_accuracy"] {
         assert!(out.contains(line), "`{line}` not in {out}");
     }
+    // --resume continues to a third epoch with the run's own config.toml (bank and schedule included).
+    let resumed = deepgen(&[
+        "train",
+        "simclr",
+        "--data-dir",
+        utf8(dir.path()),
+        "--out",
+        utf8(&run),
+        "--resume",
+        "--epochs",
+        "3",
+        "--quiet",
+    ]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).expect("metrics.csv");
+    assert_eq!(metrics.lines().count(), 4, "{metrics}");
     let knn_only = deepgen(&["eval", "simclr", "--checkpoint", utf8(&run), "--probe", "knn"]);
     assert!(knn_only.status.success(), "{}", text(&knn_only.stderr));
     assert!(!text(&knn_only.stdout).contains("linear_probe"));
