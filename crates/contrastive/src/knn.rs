@@ -3,9 +3,10 @@
 //! feature votes `Σ exp(s/T)` per class over its `k` most similar training
 //! features, `s` the cosine similarity.
 
-use crate::probe::Labelled;
+use crate::loss::normalize_rows;
+use crate::probe::{Labelled, fraction_correct};
 use crate::{Error, Result};
-use candle::{D, DType, Device, Tensor};
+use candle::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The classifier's settings: lightly's and solo-learn's defaults.
@@ -48,11 +49,7 @@ pub fn knn_predict(train: Labelled<'_>, test: &Tensor, config: &KnnConfig, devic
     if test.rank() != 2 || test.dim(1)? != f || train.labels.dims() != [n] {
         return Err(Error::shape("k-NN test features", test.dims(), format!("[m, {f}]")));
     }
-    let unit = |t: &Tensor| -> Result<Tensor> {
-        let t = t.to_dtype(DType::F32)?.to_device(device)?;
-        let norms = t.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
-        Ok(t.broadcast_div(&norms)?)
-    };
+    let unit = |t: &Tensor| normalize_rows(&t.to_dtype(DType::F32)?.to_device(device)?);
     let bank = unit(train.features)?.t()?.contiguous()?;
     let labels = train
         .labels
@@ -88,19 +85,5 @@ pub fn knn_predict(train: Labelled<'_>, test: &Tensor, config: &KnnConfig, devic
 /// # Errors
 /// As [`knn_predict`].
 pub fn knn_accuracy(train: Labelled<'_>, test: Labelled<'_>, config: &KnnConfig, device: &Device) -> Result<f64> {
-    let predicted = knn_predict(train, test.features, config, device)?;
-    let labels = test
-        .labels
-        .to_dtype(DType::U32)?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<u32>()?;
-    if labels.len() != predicted.len() {
-        return Err(Error::shape(
-            "k-NN test labels",
-            test.labels.dims(),
-            format!("[{}]", predicted.len()),
-        ));
-    }
-    let right = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
-    Ok(right as f64 / labels.len().max(1) as f64)
+    fraction_correct(&knn_predict(train, test.features, config, device)?, test.labels)
 }

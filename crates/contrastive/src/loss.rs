@@ -23,7 +23,7 @@ use deepgen_core::ops::cross_entropy_rows;
 const NORM_EPS: f64 = 1e-12;
 
 /// `x / max(‖x‖, 1e-12)` row by row.
-fn normalize_rows(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn normalize_rows(x: &Tensor) -> Result<Tensor> {
     let norms = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(NORM_EPS)?;
     Ok(x.broadcast_div(&norms)?)
 }

@@ -134,9 +134,24 @@ pub fn linear_probe(train: Labelled<'_>, test: Labelled<'_>, config: &ProbeConfi
 }
 
 /// The fraction of rows of `logits` `[n, K]` whose largest entry is at the label.
-pub(crate) fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let predicted = logits.argmax(D::Minus1)?.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+    fraction_correct(&predicted, labels)
+}
+
+/// The fraction of `predicted` classes equal to `labels` `[n]`.
+///
+/// # Errors
+/// Labels of another length.
+pub(crate) fn fraction_correct(predicted: &[u32], labels: &Tensor) -> Result<f64> {
     let labels = labels.to_dtype(DType::U32)?.to_device(&Device::Cpu)?.to_vec1::<u32>()?;
+    if labels.len() != predicted.len() {
+        return Err(Error::shape(
+            "test labels",
+            &[labels.len()],
+            format!("[{}]", predicted.len()),
+        ));
+    }
     let right = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
     Ok(right as f64 / labels.len().max(1) as f64)
 }

@@ -174,8 +174,14 @@ pub fn cross_entropy_rows(
     if fast_path(&[logits]) {
         return logits.contiguous()?.apply_op1(op);
     }
-    // Elsewhere: scale, −∞ on the left-out diagonal, log-softmax, pick the targets.
+    composed(logits, &op.targets, skip_diagonal, scale)
+}
+
+/// The same loss from Candle's ops (what CUDA and Metal run): scale, −∞ on
+/// the left-out diagonal, log-softmax, pick the targets.
+fn composed(logits: &Tensor, targets: &[u32], skip_diagonal: bool, scale: f64) -> candle::Result<Tensor> {
     let logits = (logits * scale)?;
+    let (rows, cols) = logits.dims2()?;
     let masked = if skip_diagonal {
         let mut mask = vec![0f64; rows * cols];
         for i in 0..rows.min(cols) {
@@ -187,7 +193,7 @@ pub fn cross_entropy_rows(
         logits
     };
     let log_p = candle_nn::ops::log_softmax(&masked, D::Minus1)?;
-    let index = Tensor::from_vec(op.targets.to_vec(), (rows, 1), masked.device())?;
+    let index = Tensor::from_vec(targets.to_vec(), (rows, 1), masked.device())?;
     log_p.gather(&index, 1)?.squeeze(1)?.neg()
 }
 
@@ -198,22 +204,6 @@ mod tests {
     use crate::rng::{randn, rng_from_seed};
     use candle::{Device, Var};
     use proptest::prelude::*;
-
-    /// The composed form (what the GPUs run), forced on the CPU.
-    fn composed(logits: &Tensor, targets: &[u32], skip: bool, scale: f64) -> candle::Result<Tensor> {
-        let logits = &(logits * scale)?;
-        let (rows, cols) = logits.dims2()?;
-        let mut mask = vec![0f64; rows * cols];
-        if skip {
-            for i in 0..rows.min(cols) {
-                mask[i * cols + i] = f64::NEG_INFINITY;
-            }
-        }
-        let masked = (logits + Tensor::from_vec(mask, (rows, cols), logits.device())?.to_dtype(logits.dtype())?)?;
-        let log_p = candle_nn::ops::log_softmax(&masked, D::Minus1)?;
-        let index = Tensor::from_vec(targets.to_vec(), (rows, 1), logits.device())?;
-        log_p.gather(&index, 1)?.squeeze(1)?.neg()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
