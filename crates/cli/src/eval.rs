@@ -5,8 +5,7 @@
 //! family's `eval` runs on its own samples.
 
 use crate::args::{DataArg, at_least_one};
-use crate::pictures::Pictured;
-use crate::run::{checkpoint_file, load_dataset, open_device, say};
+use crate::run::{EVAL_BATCH, checkpoint_file, load_dataset, open_device, say};
 use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -14,31 +13,11 @@ use deepgen_cnn::{Evaluator, ImageScores, Reference};
 use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::rng::derived_rng;
 use deepgen_core::trainer::config_json;
-use deepgen_core::{DeviceChoice, StdRng, TrainableModel, batch_ranges, load_model, progress_bar};
+use deepgen_core::{DeviceChoice, Metrics, StdRng, batch_ranges, load_model, progress_bar};
+use deepgen_core::{Generative, LikelihoodModel};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// What `deepgen eval <model>` needs from a latent-variable model beyond its
-/// pictures (its prior samples are scored as every family's are).
-pub trait LikelihoodModel: TrainableModel + Pictured {
-    /// `VAE`: the evaluation's headline and its load error.
-    const NAME: &'static str;
-
-    /// The importance-sampled estimate of `log p(x)` with `k` samples, per row
-    /// of `xs`.
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut StdRng) -> Result<Tensor>;
-
-    /// The mean one-sample ELBO of `images` and its parts for the line
-    /// (`recon 80.1000, KL 25.3000`).
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn elbo(&self, images: &Tensor, rng: &mut StdRng) -> Result<(f64, String)>;
-}
 
 /// Flags of `deepgen eval <model>` of a [`LikelihoodModel`] `M`: its run,
 /// the likelihood flags and the sample scores'.
@@ -75,8 +54,8 @@ pub fn eval_likelihood<M: LikelihoodModel>(args: &LikelihoodCommandArgs<M>) -> R
         .with_context(|| format!("cannot load a {} from `{}`", M::NAME, path.display()))?;
     let description = format!("{} {}", M::NAME, config_json(model.config())?);
     let eval = args.eval.start(&path, &description, &device)?;
-    eval.log_likelihood(|xs, k, rng| model.importance_log_likelihood(xs, k, rng))?;
-    let (elbo, parts) = model.elbo(eval.images(), &mut eval.elbo_rng())?;
+    eval.log_likelihood(|xs, k, rng| Ok(model.importance_log_likelihood(xs, k, rng)?))?;
+    let (elbo, parts) = model.elbo(eval.images(), EVAL_BATCH, &mut eval.elbo_rng())?;
     eval.say_elbo(elbo, &parts);
     eval.score_samples(&model, &args.scores, &device)
 }
@@ -184,8 +163,13 @@ impl LikelihoodEval<'_> {
         derived_rng(self.args.seed, 1)
     }
 
-    /// Prints the ELBO line: `elbo` and its `parts` (`recon 80.1, KL 25.3`).
-    pub fn say_elbo(&self, elbo: f64, parts: &str) {
+    /// Prints the ELBO line: `elbo` and its `parts` (`recon 80.1000, KL 25.3000`).
+    pub fn say_elbo(&self, elbo: f64, parts: &Metrics) {
+        let parts = parts
+            .iter()
+            .map(|(name, v)| format!("{name} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         say(&format!(
             "test ELBO (one sample): {elbo:.4} nats per image ({parts}); total {:.1} s",
             self.started.elapsed().as_secs_f64()
@@ -343,7 +327,7 @@ impl LikelihoodEval<'_> {
     ///
     /// # Errors
     /// The model's and the evaluator's errors.
-    pub fn score_samples(&self, model: &impl Pictured, scores: &SampleScoreArgs, device: &Device) -> Result<()> {
+    pub fn score_samples(&self, model: &impl Generative, scores: &SampleScoreArgs, device: &Device) -> Result<()> {
         if scores.samples == 0 {
             return Ok(());
         }

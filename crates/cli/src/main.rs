@@ -78,7 +78,7 @@ enum TrainModel {
     /// Train a variational autoencoder (pytorch/examples' 784-400-20 VAE by default).
     Vae(commands::vae::TrainArgs),
     /// Train a deterministic autoencoder: plain, linear (PCA) or sparse.
-    Ae(commands::vae::AeTrainArgs),
+    Ae(commands::ae::TrainArgs),
     /// Train a two-layer hierarchical VAE (the IWAE paper's 784-200-200-100 / 100-100-50 by default).
     Hvae(commands::hvae::TrainArgs),
     /// Train a GAN: MLPs on 2-D points (--data ring|grid, PacGAN's settings) or DCGAN on images.
@@ -97,9 +97,9 @@ enum EvalModel {
     /// Test loss, accuracy and predicted-class histogram of a trained CNN classifier.
     Cnn(commands::cnn::EvalArgs),
     /// Importance-sampled test log-likelihood and ELBO of a trained VAE.
-    Vae(commands::vae::EvalArgs),
+    Vae(eval::LikelihoodCommandArgs<deepgen_vae::Vae>),
     /// Importance-sampled test log-likelihood and ELBO of a trained hierarchical VAE.
-    Hvae(commands::hvae::EvalArgs),
+    Hvae(eval::LikelihoodCommandArgs<deepgen_hvae::Hvae>),
     /// Samples of a trained GAN: the image scores, or mode metrics and MMD² for 2-D points.
     Gan(commands::gan::EvalArgs),
     /// Samples of a trained diffusion model by any sampler (ddpm, ddim, dpm-solver++), timed and scored.
@@ -137,7 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train { model } => match model {
             TrainModel::Cnn(args) => commands::cnn::train(&args),
             TrainModel::Vae(args) => run::train::<commands::vae::VaeCommand>(&args),
-            TrainModel::Ae(args) => run::train::<commands::vae::AeCommand>(&args),
+            TrainModel::Ae(args) => run::train::<commands::ae::AeCommand>(&args),
             TrainModel::Hvae(args) => run::train::<commands::hvae::HvaeCommand>(&args),
             TrainModel::Gan(args) => run::train::<commands::gan::GanCommand>(&args),
             TrainModel::Score(args) => run::train::<commands::score::ScoreCommand>(&args),
@@ -146,8 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Eval { model } => match model {
             EvalModel::Cnn(args) => commands::cnn::eval(&args),
-            EvalModel::Vae(args) => commands::vae::eval(&args),
-            EvalModel::Hvae(args) => commands::hvae::eval(&args),
+            EvalModel::Vae(args) => eval::eval_likelihood(&args),
+            EvalModel::Hvae(args) => eval::eval_likelihood(&args),
             EvalModel::Gan(args) => commands::gan::eval(&args),
             EvalModel::Diffusion(args) => commands::diffusion::eval(&args),
             EvalModel::Simclr(args) => commands::simclr::eval(&args),

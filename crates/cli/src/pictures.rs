@@ -6,6 +6,7 @@
 
 use crate::plot::{ScatterLayer, scatter_plot};
 use anyhow::{Context, Result};
+use deepgen_core::Generative;
 use deepgen_core::candle::Tensor;
 use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::train::METRICS_FILE;
@@ -25,44 +26,6 @@ const PICTURE_STREAM: u64 = 1 << 40;
 
 /// Samples per epoch in the scatter picture of a model of 2-D points.
 const N_POINT_SAMPLES: usize = 1000;
-
-/// What the pictures (and `deepgen sample`) need from a generative model.
-pub trait Pictured {
-    /// Reconstructions of `xs` in data space (`None`: the model has no
-    /// encoder).
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>>;
-    /// Decoder means of prior samples from standard-normal noise `eps`
-    /// `[n, noise_dim]` (`None`: no prior to sample).
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>>;
-    /// Standard-normal values one prior sample takes: the latent dims (all
-    /// layers' for a hierarchical model).
-    fn noise_dim(&self) -> usize;
-    /// Decoded points on the latent line from `x_a` to `x_b` in `n_steps`
-    /// (`None`: the model has no encoder).
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>>;
-    /// Whether its samples are 2-D points (scatter plots) rather than 28×28
-    /// images (grids).
-    fn generates_points(&self) -> bool {
-        false
-    }
-    /// The decoded [`MANIFOLD_SIDE`]² grid of a 2-D latent (`None`: no
-    /// manifold picture).
-    ///
-    /// # Errors
-    /// The model's errors.
-    fn manifold(&self) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-}
 
 /// The per-epoch pictures: `reconstructions_epoch_XX.png` (test originals
 /// above, reconstructions below) for a model with an encoder and, for a
@@ -85,7 +48,7 @@ impl EpochPictures {
     ///
     /// # Errors
     /// Candle errors.
-    pub fn new(model: &impl Pictured, run_dir: &Path, test_images: &Tensor, seed: u64) -> Result<Self> {
+    pub fn new(model: &impl Generative, run_dir: &Path, test_images: &Tensor, seed: u64) -> Result<Self> {
         let n = N_RECONSTRUCTIONS.min(test_images.dim(0)?);
         let n_samples = if model.generates_points() {
             N_POINT_SAMPLES
@@ -109,7 +72,7 @@ impl EpochPictures {
     ///
     /// # Errors
     /// The model's errors; a file that cannot be written.
-    pub fn save(&mut self, model: &impl Pictured, epoch: usize) -> Result<()> {
+    pub fn save(&mut self, model: &impl Generative, epoch: usize) -> Result<()> {
         if let Some(recon) = model.reconstruct(&self.originals)? {
             let both = Tensor::cat(&[&self.originals, &recon], 0)?;
             let path = self.run_dir.join(format!("reconstructions_epoch_{epoch:02}.png"));
@@ -133,7 +96,7 @@ impl EpochPictures {
 ///
 /// # Errors
 /// The model's errors; a file that cannot be read or written.
-pub fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Pictured) -> Result<Vec<PathBuf>> {
+pub fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Generative) -> Result<Vec<PathBuf>> {
     let mut written: Vec<PathBuf> = save_loss_curve(run_dir)?.into_iter().collect();
     let (pairs, steps) = INTERPOLATION;
     let pairs = pairs.min(test_images.dim(0)? / 2);
@@ -151,7 +114,7 @@ pub fn final_pictures(run_dir: &Path, test_images: &Tensor, model: &impl Picture
         save_grid_png(&Tensor::cat(&rows, 0)?, steps, &path)?;
         written.push(path);
     }
-    if let Some(grid) = model.manifold()? {
+    if let Some(grid) = model.manifold(MANIFOLD_SIDE)? {
         let path = run_dir.join("manifold.png");
         save_grid_png(&grid, MANIFOLD_SIDE, &path)?;
         written.push(path);

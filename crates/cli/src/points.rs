@@ -2,9 +2,9 @@
 //! points: the mode metrics of a mixture (modes captured, % high quality,
 //! reverse KL of the mode histogram) and the MMD² to the true distribution.
 
-use crate::pictures::Pictured;
 use crate::sample::draw_samples;
 use anyhow::{Context, Result};
+use deepgen_core::Generative;
 use deepgen_core::Metrics;
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::derived_rng;
@@ -34,7 +34,13 @@ pub fn sample_scores(samples: &Tensor, set: &Synthetic2d, seed: u64) -> Result<M
 ///
 /// # Errors
 /// The model's errors; diverged (non-finite) samples.
-pub fn point_scores(model: &impl Pictured, set: &Synthetic2d, n: usize, seed: u64, device: &Device) -> Result<Metrics> {
+pub fn point_scores(
+    model: &impl Generative,
+    set: &Synthetic2d,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Metrics> {
     let samples = draw_samples(model, n, seed, device)?.context("a model of points always samples")?;
     sample_scores(&samples, set, seed)
 }

@@ -5,8 +5,9 @@
 //! implements [`ModelCommand`].
 
 use crate::args::{DataArg, RunFlags, TrainArgs};
-use crate::pictures::{EpochPictures, Pictured, final_pictures, say_pictures};
+use crate::pictures::{EpochPictures, final_pictures, say_pictures};
 use anyhow::{Context, Result, bail};
+use deepgen_core::Generative;
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::derived_rng;
 use deepgen_core::run_lock::LOCK_FILE;
@@ -528,12 +529,17 @@ fn check_run_dir(run_dir: &Path, resume: bool) -> Result<()> {
     }
 }
 
+/// An empty `[training]` table, for families without training options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoTraining {}
+
 /// A generative model family's `deepgen train <family>` (and `sample`): its
 /// flags and how they change its configuration, what it does with the data
 /// before training, and its evaluation. [`train`] does the rest.
 pub trait ModelCommand {
     /// The model, trained on batches of data rows `[batch, D]`.
-    type Model: TrainableModel<Batch = Tensor, Config: Default> + Pictured + 'static;
+    type Model: TrainableModel<Batch = Tensor, Config: Default> + Generative + 'static;
     /// The family's training options outside the model's configuration
     /// (the `[training]` table of `config.toml`).
     type Training: Serialize + DeserializeOwned + Default + Clone + std::fmt::Debug + 'static;

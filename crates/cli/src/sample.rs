@@ -4,10 +4,11 @@
 //! scatter plot.
 
 use crate::args::at_least_one;
-use crate::pictures::{Pictured, save_grid_png, save_points_png};
+use crate::pictures::{save_grid_png, save_points_png};
 use crate::run::{checkpoint_file, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use deepgen_core::Generative;
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::{DeviceChoice, TrainableModel, load_model};
@@ -49,7 +50,7 @@ pub struct SampleArgs {
 ///
 /// # Errors
 /// The model's errors.
-pub fn draw_samples(model: &impl Pictured, n: usize, seed: u64, device: &Device) -> Result<Option<Tensor>> {
+pub fn draw_samples(model: &impl Generative, n: usize, seed: u64, device: &Device) -> Result<Option<Tensor>> {
     let mut rng = derived_rng(seed, 0);
     let mut parts = Vec::new();
     for start in (0..n).step_by(SAMPLE_BATCH) {
@@ -68,7 +69,7 @@ pub fn draw_samples(model: &impl Pictured, n: usize, seed: u64, device: &Device)
 /// # Errors
 /// A run that is not `M`'s, a model without a prior, `--n` above the limit,
 /// files that cannot be written.
-pub fn sample<M: TrainableModel + Pictured>(args: &SampleArgs) -> Result<()> {
+pub fn sample<M: TrainableModel + Generative>(args: &SampleArgs) -> Result<()> {
     let path = checkpoint_file(&args.checkpoint, M::FAMILY)?;
     let device = open_device(args.device)?;
     let (model, _vars) = load_model::<M>(&path, &device)
@@ -82,7 +83,7 @@ pub fn sample<M: TrainableModel + Pictured>(args: &SampleArgs) -> Result<()> {
 /// # Errors
 /// A model without a prior, `--n` above the limit, files that cannot be
 /// written.
-pub fn write_samples(model: &impl Pictured, args: &SampleArgs, device: &Device) -> Result<()> {
+pub fn write_samples(model: &impl Generative, args: &SampleArgs, device: &Device) -> Result<()> {
     if args.n > MAX_SAMPLES {
         bail!("--n {} is more than {MAX_SAMPLES} samples", args.n);
     }

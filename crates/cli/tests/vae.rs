@@ -60,7 +60,7 @@ fn bad_flags_are_rejected_with_their_reason() {
     reject(
         "vae",
         &["--output-bias", "mean"],
-        "[possible values: marginal, pytorch]",
+        "invalid output_bias = `mean`: expected marginal or pytorch",
     );
     reject("ae", &["--sparsity", "-0.5"], "-0.5 is not a finite number ≥ 0");
     assert_flag_rejected(&deepgen(&["eval", "vae", "--k", "0"]), "'--k <K>': must be at least 1");

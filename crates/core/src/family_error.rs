@@ -10,8 +10,8 @@
 ///
 /// The generated `Error` has
 /// - `InvalidConfig { name, value, reason }` (`Error::invalid(name, value,
-///   reason)` writes the value with `{:?}`), which reaches the training loop
-///   as core's `InvalidConfig`;
+///   reason)` writes the value with `{:?}`, `Error::invalid_display` with
+///   `{}`), which reaches the training loop as core's `InvalidConfig`;
 /// - `BadShape { what, got, expected }` (`Error::shape`);
 /// - `Candle` and `Core`, handed over as themselves;
 /// - the extra variants, handed over boxed whole
@@ -67,6 +67,16 @@ macro_rules! family_error {
                 Error::InvalidConfig {
                     name,
                     value: format!("{value:?}"),
+                    reason: reason.into(),
+                }
+            }
+
+            /// An [`Error::InvalidConfig`] for `name = value`, the value written
+            /// with `Display` (`-1`, `relu`, not `-1.0`, `"relu"`).
+            pub fn invalid_display(name: &'static str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+                Error::InvalidConfig {
+                    name,
+                    value: value.to_string(),
                     reason: reason.into(),
                 }
             }

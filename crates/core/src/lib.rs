@@ -29,6 +29,9 @@
 //!   self-describing checkpoints) and [`load_model`] from a run directory;
 //! - [`weight_average`]: the moving average of the weights a trainer keeps
 //!   for models that sample with it (diffusion);
+//! - [`generative`]: [`Generative`] and [`LikelihoodModel`], what a trained
+//!   model offers its users (samples from noise, reconstructions, the
+//!   likelihood), implemented by each family in its own crate;
 //! - [`family_error!`]: the error type of every model crate, written once;
 //! - [`progress`]: the one progress-bar style.
 #![deny(missing_docs)]
@@ -41,6 +44,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod family_error;
+pub mod generative;
 pub mod init;
 pub mod interrupt;
 pub mod nn;
@@ -56,6 +60,7 @@ pub mod weight_average;
 pub use checkpoint::Checkpoint;
 pub use device::{DeviceChoice, select_device};
 pub use error::{Error, Result};
+pub use generative::{Generative, LikelihoodModel};
 pub use init::seeded_var_builder;
 pub use ops::{prepare_cpu_training, reuse_freed_memory};
 pub use optim::{Adam, AdamConfig, LrSchedule, Sgd, SgdConfig, clip_grad_norm};

@@ -40,6 +40,7 @@ pub mod dpm_solver;
 pub mod embedding;
 pub mod error;
 pub mod gaussian;
+pub mod generative;
 pub mod loss;
 pub mod mlp;
 pub mod model;

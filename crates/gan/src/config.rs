@@ -44,7 +44,7 @@ impl FromStr for Network {
         [Network::Mlp, Network::Dcgan]
             .into_iter()
             .find(|n| n.name() == s)
-            .ok_or_else(|| Error::invalid("network", s, "mlp or dcgan"))
+            .ok_or_else(|| Error::invalid_display("network", s, "mlp or dcgan"))
     }
 }
 
@@ -139,7 +139,7 @@ impl GanConfig {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(Error::invalid(name, 0, "must be at least 1"));
+                return Err(Error::invalid_display(name, 0, "must be at least 1"));
             }
         }
         for (name, widths) in [
@@ -147,16 +147,20 @@ impl GanConfig {
             ("discriminator_hidden", &self.discriminator_hidden),
         ] {
             if widths.contains(&0) {
-                return Err(Error::invalid(name, format!("{widths:?}"), "every layer needs a unit"));
+                return Err(Error::invalid_display(
+                    name,
+                    format!("{widths:?}"),
+                    "every layer needs a unit",
+                ));
             }
         }
         for (name, value) in [("gradient_penalty", self.gradient_penalty), ("r1", self.r1)] {
             if !(value >= 0.0 && value.is_finite()) {
-                return Err(Error::invalid(name, value, "a finite weight ≥ 0 (0: off)"));
+                return Err(Error::invalid_display(name, value, "a finite weight ≥ 0 (0: off)"));
             }
         }
         if self.network == Network::Dcgan && self.data_dim != IMAGE_DIM {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "data_dim",
                 self.data_dim,
                 format!("the DCGAN pair generates 28×28 images ({IMAGE_DIM} values); use network = mlp for points"),
@@ -164,7 +168,7 @@ impl GanConfig {
         }
         let penalised = self.gradient_penalty > 0.0 || self.r1 > 0.0;
         if penalised && self.network != Network::Mlp {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "network",
                 self.network,
                 "gradient and R1 penalties need the MLP discriminator (its input gradient is written out layer \
@@ -172,7 +176,7 @@ impl GanConfig {
             ));
         }
         if self.loss == GanLoss::Wasserstein && self.gradient_penalty == 0.0 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "loss",
                 self.loss,
                 "a Wasserstein critic is unbounded without a Lipschitz constraint: set gradient_penalty (--gp 10)",

@@ -369,7 +369,7 @@ pub fn margin_risk(loss: MarginLoss, d: &[f64], p_d: &[f64], p_g: &[f64]) -> Res
     validate_pair(p_d, p_g)?;
     validate_same_length("d", d, p_d)?;
     if let Some((i, v)) = d.iter().enumerate().find(|&(_, v)| v.is_nan()) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "d",
             format!("entry {i} = {v}"),
             "expected margins that are not NaN",
@@ -433,7 +433,7 @@ pub fn minimax_value(d_prob: &[f64], p_d: &[f64], p_g: &[f64]) -> Result<f64> {
     validate_pair(p_d, p_g)?;
     validate_same_length("d_prob", d_prob, p_d)?;
     if let Some((i, v)) = d_prob.iter().enumerate().find(|&(_, &v)| !(0.0..=1.0).contains(&v)) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "d_prob",
             format!("entry {i} = {v}"),
             "expected probabilities in [0, 1]",
@@ -479,10 +479,10 @@ fn xlogy(x: f64, y: f64) -> f64 {
 /// `≥ 0`, sum within [`SUM_TOLERANCE`] of 1.
 fn validate_distribution(name: &'static str, p: &[f64]) -> Result<()> {
     if p.is_empty() {
-        return Err(Error::invalid(name, "[]", "expected a non-empty distribution"));
+        return Err(Error::invalid_display(name, "[]", "expected a non-empty distribution"));
     }
     if let Some((i, v)) = p.iter().enumerate().find(|&(_, &v)| !(v.is_finite() && v >= 0.0)) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             name,
             format!("entry {i} = {v}"),
             "expected finite entries >= 0",
@@ -490,7 +490,7 @@ fn validate_distribution(name: &'static str, p: &[f64]) -> Result<()> {
     }
     let sum: f64 = p.iter().sum();
     if !((sum - 1.0).abs() <= SUM_TOLERANCE) {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             name,
             format!("sum {sum}"),
             format!("expected entries summing to 1 within {SUM_TOLERANCE:e}"),
@@ -502,7 +502,7 @@ fn validate_distribution(name: &'static str, p: &[f64]) -> Result<()> {
 /// Checks that `values` has as many entries as `p_d`.
 fn validate_same_length(name: &'static str, values: &[f64], p_d: &[f64]) -> Result<()> {
     if values.len() != p_d.len() {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             name,
             format!("length {}", values.len()),
             format!("expected length {} (that of p_d)", p_d.len()),

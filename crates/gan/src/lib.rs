@@ -37,6 +37,7 @@ pub mod config;
 pub mod dcgan;
 pub mod divergence;
 pub mod error;
+pub mod generative;
 pub mod loss;
 pub mod mlp;
 pub mod model;

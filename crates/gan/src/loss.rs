@@ -118,7 +118,7 @@ impl FromStr for GanLoss {
     fn from_str(s: &str) -> Result<Self> {
         GanLoss::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| {
             let names: Vec<&str> = GanLoss::ALL.iter().map(|l| l.name()).collect();
-            Error::invalid("loss", s, format!("one of {}", names.join(", ")))
+            Error::invalid_display("loss", s, format!("one of {}", names.join(", ")))
         })
     }
 }

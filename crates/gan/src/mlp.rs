@@ -82,7 +82,7 @@ impl MlpDiscriminator {
     /// `pieces = 0`; Candle errors.
     pub fn new(in_dim: usize, hidden: &[usize], pieces: usize, vb: VarBuilder) -> Result<Self> {
         if pieces == 0 {
-            return Err(Error::invalid("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
+            return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
         }
         let (layers, last) = stack(in_dim, hidden, pieces, &vb)?;
         Ok(Self {

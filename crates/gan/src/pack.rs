@@ -24,7 +24,7 @@ pub fn pack(xs: &Tensor, pack: usize) -> Result<Tensor> {
     let dims = xs.dims();
     let n = dims.first().copied().unwrap_or(0);
     if pack == 0 || n % pack != 0 || n == 0 {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "pack",
             pack,
             format!("a batch of {n} samples must be a positive multiple of the pack size"),

@@ -59,7 +59,7 @@ impl Gan {
         let config = self.config();
         let n = packable(xs.dim(0)?, config.pack);
         if n == 0 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "pack",
                 config.pack,
                 format!("a batch of {} samples holds no whole pack", xs.dim(0)?),

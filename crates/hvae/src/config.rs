@@ -104,12 +104,12 @@ impl HvaeConfig {
             ("n_samples", self.n_samples),
         ] {
             if value == 0 {
-                return Err(Error::invalid(name, 0, "must be at least 1"));
+                return Err(Error::invalid_display(name, 0, "must be at least 1"));
             }
         }
         for (name, sizes) in [("hidden1", &self.hidden1), ("hidden2", &self.hidden2)] {
             if sizes.contains(&0) {
-                return Err(Error::invalid(
+                return Err(Error::invalid_display(
                     name,
                     sizes_text(sizes),
                     "every hidden layer needs at least 1 unit",
@@ -157,7 +157,11 @@ impl FromStr for Activation {
         match s {
             "relu" => Ok(Activation::Relu),
             "tanh" => Ok(Activation::Tanh),
-            _ => Err(Error::invalid("activation", format!("`{s}`"), "expected relu or tanh")),
+            _ => Err(Error::invalid_display(
+                "activation",
+                format!("`{s}`"),
+                "expected relu or tanh",
+            )),
         }
     }
 }

@@ -151,7 +151,11 @@ impl Hvae {
     pub fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut impl Rng) -> Result<Tensor> {
         let batch = self.check_input(xs)?;
         if k == 0 {
-            return Err(Error::invalid("k", 0, "at least one importance sample is needed"));
+            return Err(Error::invalid_display(
+                "k",
+                0,
+                "at least one importance sample is needed",
+            ));
         }
         chunked_log_mean_exp(k, batch * self.config().input_dim, |n| {
             let (eps1, eps2) = self.draw_noise(n, batch, xs, rng)?;

@@ -58,6 +58,7 @@
 pub mod config;
 pub mod diagnostics;
 pub mod error;
+pub mod generative;
 pub mod loss;
 pub mod model;
 pub mod train;

@@ -88,18 +88,20 @@ impl KlSchedule {
     pub fn validate(&self) -> Result<()> {
         match *self {
             KlSchedule::Constant => Ok(()),
-            KlSchedule::Linear { warmup } if !(warmup >= 0.0 && warmup.is_finite()) => Err(Error::invalid(
+            KlSchedule::Linear { warmup } if !(warmup >= 0.0 && warmup.is_finite()) => Err(Error::invalid_display(
                 "warmup",
                 warmup,
                 "the KL warm-up must be a finite number of epochs ≥ 0",
             )),
             KlSchedule::Linear { .. } => Ok(()),
-            KlSchedule::Cyclical { period, .. } if !(period > 0.0 && period.is_finite()) => Err(Error::invalid(
-                "cycle_period",
-                period,
-                "a KL cycle must last a finite number of epochs > 0",
-            )),
-            KlSchedule::Cyclical { ramp, .. } if !(ramp > 0.0 && ramp <= 1.0) => Err(Error::invalid(
+            KlSchedule::Cyclical { period, .. } if !(period > 0.0 && period.is_finite()) => {
+                Err(Error::invalid_display(
+                    "cycle_period",
+                    period,
+                    "a KL cycle must last a finite number of epochs > 0",
+                ))
+            }
+            KlSchedule::Cyclical { ramp, .. } if !(ramp > 0.0 && ramp <= 1.0) => Err(Error::invalid_display(
                 "cycle_ramp",
                 ramp,
                 "the rising part of a KL cycle is a fraction in (0, 1]",
@@ -160,7 +162,7 @@ impl FromStr for KlSchedule {
     /// Parses [`KlSchedule`]'s display form and validates it.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
-            Error::invalid(
+            Error::invalid_display(
                 "schedule",
                 format!("`{s}`"),
                 "expected constant, linear:WARMUP_EPOCHS or cyclical:PERIOD_EPOCHS:RAMP_FRACTION",
@@ -205,14 +207,14 @@ impl FreeBits {
     /// size of 0.
     pub fn new(lambda: f64, group_size: usize) -> Result<Self> {
         if !(lambda >= 0.0 && lambda.is_finite()) {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "free_bits",
                 lambda,
                 "free bits must be a finite number of nats ≥ 0",
             ));
         }
         if group_size == 0 {
-            return Err(Error::invalid("free_bits_group", 0, "must be at least 1"));
+            return Err(Error::invalid_display("free_bits_group", 0, "must be at least 1"));
         }
         Ok(Self { lambda, group_size })
     }
@@ -371,7 +373,11 @@ pub struct LossValues {
 /// [`Error::InvalidConfig`] for `β` negative or not finite.
 pub fn hvae_loss(terms: &ElboTerms, beta: f64, free_bits: FreeBits) -> Result<HvaeLoss> {
     if !(beta >= 0.0 && beta.is_finite()) {
-        return Err(Error::invalid("beta", beta, "the KL weight must be finite and ≥ 0"));
+        return Err(Error::invalid_display(
+            "beta",
+            beta,
+            "the KL weight must be finite and ≥ 0",
+        ));
     }
     let recon = terms.log_likelihood.mean_all()?.neg()?;
     let kl1 = terms.kl1_units.sum(D::Minus1)?.mean_all()?;

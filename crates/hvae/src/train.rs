@@ -95,11 +95,11 @@ impl Hvae {
         rng: &mut StdRng,
     ) -> Result<Metrics> {
         if batch_size == 0 {
-            return Err(Error::invalid("batch_size", 0, "must be at least 1"));
+            return Err(Error::invalid_display("batch_size", 0, "must be at least 1"));
         }
         let n = self.check_input(images)?;
         if n < 2 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "test_set",
                 n,
                 "active units need at least 2 test images (use ≥ 1,000)",
@@ -108,7 +108,7 @@ impl Hvae {
         if let Some((k, examples)) = log_likelihood
             && (k == 0 || examples == 0)
         {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "log_likelihood",
                 format!("k = {k}, examples = {examples}"),
                 "both must be at least 1",

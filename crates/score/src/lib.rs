@@ -38,6 +38,7 @@
 
 pub mod config;
 pub mod error;
+pub mod generative;
 pub mod loss;
 pub mod mixture;
 pub mod model;

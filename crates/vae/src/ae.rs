@@ -121,7 +121,7 @@ impl AeConfig {
         ])?;
         check_non_negative("sparsity", self.sparsity)?;
         if self.kind == AeKind::Sparse && self.penalty == SparsityPenalty::LaplacePrior && self.sparsity == 0.0 {
-            return Err(Error::invalid("sparsity", 0, "the Laplace prior needs λ > 0"));
+            return Err(Error::invalid_display("sparsity", 0, "the Laplace prior needs λ > 0"));
         }
         Ok(())
     }
@@ -287,7 +287,7 @@ impl Autoencoder {
     pub fn decoder_weight(&self) -> Result<Vec<f64>> {
         match (self.config.kind, self.decoder.as_slice()) {
             (AeKind::Linear, [out]) => Ok(out.weight().to_dtype(candle::DType::F64)?.flatten_all()?.to_vec1()?),
-            _ => Err(Error::invalid(
+            _ => Err(Error::invalid_display(
                 "kind",
                 self.config.kind,
                 "only the linear autoencoder has one decoder matrix",
@@ -321,7 +321,7 @@ pub fn sparsity_penalty(codes: &Tensor, lambda: f64, penalty: SparsityPenalty) -
 /// than `n · d`, or an eigensolver that does not converge.
 pub fn pca_components(data: &[f64], n: usize, d: usize, k: usize) -> Result<Vec<f64>> {
     if n < 2 || k == 0 || k > d || data.len() != n * d {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "pca",
             format!("n = {n}, d = {d}, k = {k}, {} values", data.len()),
             "need n ≥ 2 rows of d values and 1 ≤ k ≤ d",
@@ -338,7 +338,7 @@ pub fn pca_components(data: &[f64], n: usize, d: usize, k: usize) -> Result<Vec<
     let cov = Mat::from_fn(d, d, |i, j| gram[(i, j)] / (n - 1) as f64);
     let eigen = cov
         .self_adjoint_eigen(Side::Lower)
-        .map_err(|e| Error::invalid("pca", format!("{e:?}"), "the covariance eigensolver did not converge"))?;
+        .map_err(|e| Error::invalid_display("pca", format!("{e:?}"), "the covariance eigensolver did not converge"))?;
     // faer sorts the eigenvalues in increasing order: the top k are the last.
     let vectors = eigen.U();
     Ok((0..d)
@@ -356,7 +356,7 @@ pub fn pca_components(data: &[f64], n: usize, d: usize, k: usize) -> Result<Vec<
 /// SVD that does not converge.
 pub fn principal_angles(a: &[f64], b: &[f64], d: usize, k: usize) -> Result<Vec<f64>> {
     if k == 0 || a.len() != d * k || b.len() != d * k {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "principal angles",
             format!("{} and {} values", a.len(), b.len()),
             format!("two [{d}, {k}] matrices"),
@@ -365,7 +365,7 @@ pub fn principal_angles(a: &[f64], b: &[f64], d: usize, k: usize) -> Result<Vec<
     let (qa, qb) = (view(a, d, k).qr().compute_thin_Q(), view(b, d, k).qr().compute_thin_Q());
     let cosines = (qa.transpose() * qb.as_ref())
         .singular_values()
-        .map_err(|e| Error::invalid("principal angles", format!("{e:?}"), "the SVD did not converge"))?;
+        .map_err(|e| Error::invalid_display("principal angles", format!("{e:?}"), "the SVD did not converge"))?;
     // Largest singular value first gives the smallest angle first.
     Ok(cosines.iter().map(|c| c.clamp(0.0, 1.0).acos()).collect())
 }

@@ -23,6 +23,19 @@ pub enum Architecture {
     Conv,
 }
 
+/// How the decoder's output bias starts before training (a training
+/// choice, not part of the model: `[training] output_bias` of a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputBias {
+    /// The training data's per-pixel log-odds (Bernoulli) or mean
+    /// (Gaussian): [`crate::Decoder::init_output_bias`].
+    #[default]
+    Marginal,
+    /// nn.Linear's `U(±1/√fan_in)`, as pytorch/examples.
+    Pytorch,
+}
+
 /// The observation model `p_θ(x|z)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -139,14 +152,22 @@ impl VaeConfig {
         ])?;
         check_non_negative("beta", self.beta)?;
         if self.n_samples == 0 {
-            return Err(Error::invalid("n_samples", 0, "at least one sample of z is needed"));
+            return Err(Error::invalid_display(
+                "n_samples",
+                0,
+                "at least one sample of z is needed",
+            ));
         }
         if let Objective::Iwae { k } = self.objective {
             if k == 0 {
-                return Err(Error::invalid("iwae_k", 0, "at least one importance sample is needed"));
+                return Err(Error::invalid_display(
+                    "iwae_k",
+                    0,
+                    "at least one importance sample is needed",
+                ));
             }
             if self.beta != 1.0 {
-                return Err(Error::invalid(
+                return Err(Error::invalid_display(
                     "beta",
                     self.beta,
                     "the IWAE objective has no β; use β = 1",
@@ -169,14 +190,14 @@ impl VaeConfig {
         let pixels = self.input_dim / self.channels.max(1);
         let side = (pixels as f64).sqrt().round() as usize;
         if self.channels == 0 || pixels * self.channels != self.input_dim || side * side != pixels {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "input_dim",
                 self.input_dim,
                 format!("the convolutional VAE needs {} × s × s images", self.channels),
             ));
         }
         if side == 0 || !side.is_multiple_of(4) {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "input_dim",
                 self.input_dim,
                 format!("the convolutional VAE needs an image side divisible by 4, not {side}"),
@@ -189,7 +210,7 @@ impl VaeConfig {
 /// [`Error::InvalidConfig`] for the first of the named sizes that is zero.
 pub(crate) fn check_sizes(sizes: &[(&'static str, usize)]) -> Result<()> {
     match sizes.iter().find(|(_, value)| *value == 0) {
-        Some(&(name, _)) => Err(Error::invalid(name, 0, "must be at least 1")),
+        Some(&(name, _)) => Err(Error::invalid_display(name, 0, "must be at least 1")),
         None => Ok(()),
     }
 }
@@ -200,13 +221,13 @@ pub(crate) fn check_non_negative(name: &'static str, value: f64) -> Result<()> {
     if value >= 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err(Error::invalid(name, value, "must be a finite number ≥ 0"))
+        Err(Error::invalid_display(name, value, "must be a finite number ≥ 0"))
     }
 }
 
 /// The error for a text that names none of an option's choices.
 pub(crate) fn unknown(name: &'static str, value: &str, expected: &str) -> Error {
-    Error::invalid(name, format!("`{value}`"), format!("expected {expected}"))
+    Error::invalid_display(name, format!("`{value}`"), format!("expected {expected}"))
 }
 
 /// Implements `Display` and `FromStr` for an enum of configuration choices
@@ -242,6 +263,7 @@ text_enum!(
     Gaussian => "gaussian",
     GaussianLearned => "gaussian-learned",
 );
+text_enum!(OutputBias, "output_bias", "marginal or pytorch", Marginal => "marginal", Pytorch => "pytorch");
 text_enum!(PriorKind, "prior", "standard or learned", Standard => "standard", Learned => "learned");
 
 impl fmt::Display for Objective {
@@ -286,7 +308,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn serde_round_trips_and_rejects_unknown_keys() -> Result<()> {
+    fn serde_round_trips_and_rejects_unknown_keys() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let config = VaeConfig {
             architecture: Architecture::Conv,
             hidden_dim: 128,
@@ -297,15 +319,14 @@ mod tests {
             beta: 1.0,
             ..Default::default()
         };
-        let json = serde_json::to_string(&config).map_err(|e| Error::BadDescription(e.to_string()))?;
+        let json = serde_json::to_string(&config)?;
         assert!(
             json.contains(r#""objective":"iwae:5""#) && json.contains(r#""decoder":"gaussian-learned""#),
             "{json}"
         );
-        let back: VaeConfig = serde_json::from_str(&json).map_err(|e| Error::BadDescription(e.to_string()))?;
+        let back: VaeConfig = serde_json::from_str(&json)?;
         assert_eq!(back, config);
-        let partial: VaeConfig =
-            serde_json::from_str(r#"{"latent_dim": 2}"#).map_err(|e| Error::BadDescription(e.to_string()))?;
+        let partial: VaeConfig = serde_json::from_str(r#"{"latent_dim": 2}"#)?;
         assert_eq!(
             partial,
             VaeConfig {

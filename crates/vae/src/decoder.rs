@@ -244,7 +244,7 @@ impl Decoder {
             }
         };
         if !bias.is_variable() {
-            return Err(crate::Error::invalid(
+            return Err(crate::Error::invalid_display(
                 "output bias",
                 "a plain tensor",
                 "a decoder built from plain tensors has no variable to initialise",

@@ -83,7 +83,7 @@ fn sampled_log_mean_exp<M: LatentModel + ?Sized>(
 ) -> Result<Tensor> {
     let (batch, dim) = xs.dims2()?;
     if k == 0 {
-        return Err(crate::Error::invalid("k", 0, "at least one sample is needed"));
+        return Err(crate::Error::invalid_display("k", 0, "at least one sample is needed"));
     }
     chunked_log_mean_exp(k, batch * dim, |n| {
         let eps = deepgen_core::rng::randn(rng, (n, batch, model.latent_dim()), xs.device())?.to_dtype(xs.dtype())?;

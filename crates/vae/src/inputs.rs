@@ -33,7 +33,7 @@ pub(crate) fn interpolation_ends(
     what: &'static str,
 ) -> Result<Tensor> {
     if n_steps < 2 {
-        return Err(Error::invalid(
+        return Err(Error::invalid_display(
             "n_steps",
             n_steps,
             "an interpolation needs at least 2 steps",

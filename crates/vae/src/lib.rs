@@ -75,6 +75,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub mod estimators;
+pub mod generative;
 mod inputs;
 mod linalg;
 pub mod linear_gaussian;
@@ -86,7 +87,7 @@ pub use ae::{
     AeConfig, AeKind, AeLoss, Autoencoder, Reconstruction, SparsityPenalty, autoencoder, pca_components,
     principal_angles, sparsity_penalty,
 };
-pub use config::{Architecture, DecoderKind, Objective, PriorKind, VaeConfig};
+pub use config::{Architecture, DecoderKind, Objective, OutputBias, PriorKind, VaeConfig};
 pub use decoder::{Decoder, DecoderOutput, decoder};
 pub use encoder::{Encoder, encoder};
 pub use error::{Error, Result};

@@ -104,7 +104,7 @@ fn check_len(what: &'static str, v: &[f64], n: usize) -> Result<()> {
 /// when `a` is not positive definite.
 fn cholesky(a: MatRef<'_, f64>, what: &str) -> Result<Llt<f64>> {
     a.llt(Side::Lower)
-        .map_err(|_| Error::invalid("linear-Gaussian model", what, "a covariance is not positive definite"))
+        .map_err(|_| Error::invalid_display("linear-Gaussian model", what, "a covariance is not positive definite"))
 }
 
 /// `‖L⁻¹ v‖² = vᵀ (L Lᵀ)⁻¹ v` by forward substitution.
@@ -129,13 +129,13 @@ impl LinearGaussian {
     pub fn new(weight: Vec<f64>, bias: Vec<f64>, sigma: f64, latent_dim: usize) -> Result<Self> {
         let data_dim = bias.len();
         if latent_dim == 0 || data_dim == 0 {
-            return Err(Error::invalid("latent_dim", latent_dim, "need Z ≥ 1 and D ≥ 1"));
+            return Err(Error::invalid_display("latent_dim", latent_dim, "need Z ≥ 1 and D ≥ 1"));
         }
         if !(sigma > 0.0 && sigma.is_finite()) {
-            return Err(Error::invalid("sigma", sigma, "must be positive and finite"));
+            return Err(Error::invalid_display("sigma", sigma, "must be positive and finite"));
         }
         if weight.len() != data_dim * latent_dim {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "weight",
                 format!("{} values", weight.len()),
                 format!("W is D × Z = {data_dim} × {latent_dim}"),

@@ -72,7 +72,7 @@ impl Vae {
     /// [`Error::InvalidConfig`] for `batch_size = 0`; Candle errors.
     pub fn test_metrics(&self, images: &Tensor, batch_size: usize, rng: &mut StdRng) -> Result<Metrics> {
         if batch_size == 0 {
-            return Err(Error::invalid("batch_size", 0, "must be at least 1"));
+            return Err(Error::invalid_display("batch_size", 0, "must be at least 1"));
         }
         let v = self.mean_loss(images, batch_size, rng)?;
         Ok(Metrics::new()

@@ -310,14 +310,14 @@ impl Vae {
     /// [`Error::InvalidConfig`] when the latent is not 2-D or `n = 0`.
     pub fn manifold(&self, n: usize) -> Result<Tensor> {
         if self.config.latent_dim != 2 {
-            return Err(Error::invalid(
+            return Err(Error::invalid_display(
                 "latent_dim",
                 self.config.latent_dim,
                 "the latent manifold is drawn for a 2-D latent only",
             ));
         }
         if n == 0 {
-            return Err(Error::invalid("n", 0, "at least one point per side"));
+            return Err(Error::invalid_display("n", 0, "at least one point per side"));
         }
         let quantile = |i: usize| normal_quantile((i as f64 + 0.5) / n as f64) as f32;
         let mut eps = Vec::with_capacity(2 * n * n);

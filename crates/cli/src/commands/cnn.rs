@@ -1,8 +1,7 @@
 //! `deepgen train cnn`, `deepgen eval cnn` and `deepgen cnn summary`.
 
 use crate::args::{DataArg, RunFlags};
-use crate::commands::vae::NoTraining;
-use crate::run::{RunDefaults, TrainRun, group_thousands, load_dataset, open_device, say};
+use crate::run::{NoTraining, RunDefaults, TrainRun, group_thousands, load_dataset, open_device, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use deepgen_cnn::{Classifier, DEFAULT_MNIST_SPEC, Dims, Evaluator, Spec};

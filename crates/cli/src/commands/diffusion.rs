@@ -5,17 +5,17 @@
 //! with the model is the default, and the flags override it.
 
 use crate::args::{DataArg, at_least_one, non_negative_f64, set};
-use crate::commands::vae::NoTraining;
 use crate::eval::JudgeArgs;
-use crate::pictures::{Pictured, save_grid_png};
+use crate::pictures::save_grid_png;
 use crate::plot::{Panel, ScatterLayer, panels_plot};
 use crate::points::{point_scores, sample_scores};
 use crate::run::{
-    CONFIG_FILE, ModelCommand, RunDefaults, RunFile, RunSettings, TEST_POINTS, TrainData, checkpoint_file, open_device,
-    say,
+    CONFIG_FILE, ModelCommand, NoTraining, RunDefaults, RunFile, RunSettings, TEST_POINTS, TrainData, checkpoint_file,
+    open_device, say,
 };
 use crate::sample::{MAX_SAMPLES, SampleArgs as BaseSampleArgs, draw_samples, write_samples};
 use anyhow::{Context, Result, bail};
+use deepgen_core::Generative;
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::rng::{derived_rng, randn};
 use deepgen_core::{DeviceChoice, StdRng, Trainer, load_model, progress_bar};
@@ -279,12 +279,12 @@ impl<'a> Sampled<'a> {
     }
 }
 
-impl Pictured for Sampled<'_> {
-    fn reconstruct(&self, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
+impl Generative for Sampled<'_> {
+    fn noise_dim(&self) -> usize {
+        self.model.noise_dim()
     }
     /// `x_T = eps`, then the sampler's steps.
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
+    fn generate(&self, eps: &Tensor) -> deepgen_core::Result<Option<Tensor>> {
         let mut rng = self.rng.borrow_mut();
         let label = format!("{} × {}", self.sampler.label(), eps.dim(0)?);
         let bar = progress_bar(self.sampler.steps as u64, &label, self.progress);
@@ -295,33 +295,8 @@ impl Pictured for Sampled<'_> {
         bar.finish_and_clear();
         Ok(Some(images))
     }
-    fn noise_dim(&self) -> usize {
-        self.model.config().data_dim
-    }
-    fn interpolate(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
     fn generates_points(&self) -> bool {
-        !self.model.config().is_images()
-    }
-}
-
-impl Pictured for DiffusionModel {
-    fn reconstruct(&self, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    /// The stored sampler (its noise, if any, from seed 0).
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
-        Sampled::new(self, self.config().sampler.clone(), 0).generate(eps)
-    }
-    fn noise_dim(&self) -> usize {
-        self.config().data_dim
-    }
-    fn interpolate(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn generates_points(&self) -> bool {
-        !self.config().is_images()
+        self.model.generates_points()
     }
 }
 

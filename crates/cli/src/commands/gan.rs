@@ -6,7 +6,6 @@
 
 use crate::args::{DataArg, at_least_one, non_negative_f64, set};
 use crate::eval::JudgeArgs;
-use crate::pictures::Pictured;
 use crate::points::point_scores;
 use crate::run::{
     CONFIG_FILE, ModelCommand, RunDefaults, RunFile, RunSettings, TEST_POINTS, TrainData, checkpoint_file, open_device,
@@ -14,7 +13,7 @@ use crate::run::{
 };
 use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
-use deepgen_core::candle::{Device, Tensor};
+use deepgen_core::candle::Device;
 use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Trainer, load_model};
 use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
 use serde::{Deserialize, Serialize};
@@ -173,24 +172,6 @@ impl ModelCommand for GanCommand {
         Ok(trainer.with_evaluation(move |gan, _| {
             point_scores(gan, &set, TEST_POINTS, 0, &device).map_err(|e| deepgen_core::Error::External(e.into()))
         }))
-    }
-}
-
-impl Pictured for Gan {
-    fn reconstruct(&self, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(Gan::generate(self, eps)?))
-    }
-    fn noise_dim(&self) -> usize {
-        self.config().latent_dim
-    }
-    fn interpolate(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn generates_points(&self) -> bool {
-        !self.config().is_images()
     }
 }
 

@@ -1,12 +1,10 @@
-//! `deepgen train hvae`, `sample hvae` and `eval hvae`: the two-stochastic-layer
-//! hierarchical VAE of deepgen-hvae on [`crate::run::train`], with the same
-//! pictures as the VAE; `metrics.csv` adds the per-layer KL, the active
-//! units of each layer and `β`, the columns that show posterior collapse.
+//! `deepgen train hvae`: the two-stochastic-layer hierarchical VAE of
+//! deepgen-hvae on [`crate::run::train`], with the VAE's pictures (`sample`
+//! and `eval` are the generic ones); `metrics.csv` adds the per-layer KL,
+//! the active units of each layer and `β`, the columns of posterior collapse.
 
 use crate::args::{at_least_one, non_negative_f64, positive_f64, set};
 use crate::commands::vae;
-use crate::eval::{LikelihoodCommandArgs, LikelihoodModel};
-use crate::pictures::Pictured;
 use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings};
 use anyhow::Result;
 use deepgen_core::candle::Tensor;
@@ -96,41 +94,3 @@ impl ModelCommand for HvaeCommand {
         config.schedule_warning(settings.epochs)
     }
 }
-
-impl Pictured for Hvae {
-    fn reconstruct(&self, xs: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(Hvae::reconstruct(self, xs)?))
-    }
-    /// The noise is `[eps2 | eps1]`: `z2` first, as the prior draws it.
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
-        let config = self.config();
-        let eps2 = eps.narrow(1, 0, config.latent2)?.contiguous()?;
-        let eps1 = eps.narrow(1, config.latent2, config.latent1)?.contiguous()?;
-        Ok(Some(Hvae::generate(self, &eps1, &eps2)?))
-    }
-    fn noise_dim(&self) -> usize {
-        self.config().latent1 + self.config().latent2
-    }
-    fn interpolate(&self, x_a: &Tensor, x_b: &Tensor, n_steps: usize) -> Result<Option<Tensor>> {
-        Ok(Some(Hvae::interpolate(self, x_a, x_b, n_steps)?))
-    }
-}
-
-impl LikelihoodModel for Hvae {
-    const NAME: &'static str = "hierarchical VAE";
-
-    fn importance_log_likelihood(&self, xs: &Tensor, k: usize, rng: &mut StdRng) -> Result<Tensor> {
-        Ok(Hvae::importance_log_likelihood(self, xs, k, rng)?)
-    }
-
-    fn elbo(&self, images: &Tensor, rng: &mut StdRng) -> Result<(f64, String)> {
-        let l = self.mean_loss(images, EVAL_BATCH, rng)?;
-        let parts = format!("recon {:.4}, KL1 {:.4}, KL2 {:.4}", l.recon, l.kl1, l.kl2);
-        Ok((-l.negative_elbo, parts))
-    }
-}
-
-/// Flags of `deepgen eval hvae`.
-pub type EvalArgs = LikelihoodCommandArgs<Hvae>;
-/// `deepgen eval hvae`: the importance-sampled test log-likelihood and the ELBO.
-pub use crate::eval::eval_likelihood as eval;

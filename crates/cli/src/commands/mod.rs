@@ -1,6 +1,7 @@
 //! One module per model family; each holds its subcommands' flags and `run`
 //! functions.
 
+pub mod ae;
 pub mod cnn;
 pub mod diffusion;
 pub mod gan;

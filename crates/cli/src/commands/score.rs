@@ -6,7 +6,7 @@
 //! beside the true one.
 
 use crate::args::{DataArg, at_least_one, positive_f64, set};
-use crate::pictures::{Pictured, save_points_png};
+use crate::pictures::save_points_png;
 use crate::plot::{ArrowLayer, Panel, ScatterLayer, panels_plot};
 use crate::points::point_scores;
 use crate::run::{
@@ -264,33 +264,6 @@ fn fisher_at_judged_level(model: &ScoreModel, truth: &GaussianMixture, test: &Te
     Ok(fisher_divergence(&learned, &true_score)?
         .to_dtype(DType::F64)?
         .to_scalar::<f64>()?)
-}
-
-impl Pictured for ScoreModel {
-    fn reconstruct(&self, _: &Tensor) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    /// The model's sampler from the start `eps` gives; its Langevin noise is
-    /// drawn from a generator seeded by the bits of `eps`, so that a draw is
-    /// a function of `eps`, as for the other families.
-    fn generate(&self, eps: &Tensor) -> Result<Option<Tensor>> {
-        let bits = eps.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let seed = bits.iter().fold(0u64, |h, v| h.rotate_left(5) ^ u64::from(v.to_bits()));
-        Ok(Some(self.draw(
-            &self.config().sampler,
-            eps,
-            &mut derived_rng(seed, 0),
-        )?))
-    }
-    fn noise_dim(&self) -> usize {
-        self.config().data_dim
-    }
-    fn interpolate(&self, _: &Tensor, _: &Tensor, _: usize) -> Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn generates_points(&self) -> bool {
-        true
-    }
 }
 
 /// Flags of `deepgen sample score`.
