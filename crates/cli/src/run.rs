@@ -56,6 +56,10 @@ pub struct RunTable {
     pub seed: Option<u64>,
     /// `cpu`, `cuda`, `cuda:N`, `metal` or `auto`.
     pub device: Option<String>,
+    /// Written by a run on an image set: [`Mnist::checksum`] of the files it
+    /// trained on. Resuming the run, or repeating it from this file, on
+    /// other files is refused (delete the key to train on other files).
+    pub data_checksum: Option<String>,
 }
 
 /// The resolved run settings.
@@ -75,6 +79,8 @@ pub struct RunSettings {
     pub seed: u64,
     /// The device asked for.
     pub device: DeviceChoice,
+    /// The checksum of the image set, once loaded ([`TrainRun::load_images`]).
+    pub data_checksum: Option<String>,
 }
 
 impl RunSettings {
@@ -99,6 +105,7 @@ impl RunSettings {
             lr: flags.lr.or(file.lr).unwrap_or(defaults.lr),
             seed: flags.seed.or(file.seed).unwrap_or(0),
             device,
+            data_checksum: None,
         };
         for (name, value) in [("run.epochs", settings.epochs), ("run.batch_size", settings.batch_size)] {
             if value == 0 {
@@ -121,6 +128,7 @@ impl RunSettings {
             lr: Some(self.lr),
             seed: Some(self.seed),
             device: Some(self.device.to_string()),
+            data_checksum: self.data_checksum.clone(),
         }
     }
 }
@@ -242,6 +250,9 @@ pub struct TrainRun {
     /// The run directory's lock, held from [`Self::create_run_dir`] until
     /// the run ends.
     lock: Option<RunLock>,
+    /// The data checksum the base file (`--config`, or the resumed run's
+    /// `config.toml`) records, and the file.
+    recorded_checksum: Option<(String, PathBuf)>,
 }
 
 impl TrainRun {
@@ -275,6 +286,10 @@ impl TrainRun {
         if flags.resume {
             refuse_changed_settings(&run_dir, &file.run, &settings)?;
         }
+        let recorded_checksum = file.run.data_checksum.clone().map(|sum| {
+            let from = flags.config.clone().unwrap_or_else(|| run_dir.join(CONFIG_FILE));
+            (sum, from)
+        });
         let run = TrainRun {
             settings,
             run_dir,
@@ -282,6 +297,7 @@ impl TrainRun {
             quiet: flags.quiet,
             started: Instant::now(),
             lock: None,
+            recorded_checksum,
         };
         Ok((run, file.model, file.training))
     }
@@ -298,7 +314,7 @@ impl TrainRun {
     ///
     /// # Errors
     /// As [`load_dataset`].
-    pub fn load_data(&self) -> Result<TrainData> {
+    pub fn load_data(&mut self) -> Result<TrainData> {
         let data = self.settings.data;
         if let Some(set) = data.points() {
             let draw = |n: usize, stream: u64| -> Result<Tensor> {
@@ -317,7 +333,7 @@ impl TrainRun {
             });
         }
         let dataset = data.require_images()?;
-        let mnist = load_dataset(dataset, &self.settings.data_dir)?;
+        let mnist = self.load_images()?;
         Ok(TrainData {
             summary: format!(
                 "on {dataset} ({} train / {} test images)",
@@ -328,6 +344,34 @@ impl TrainRun {
             test: mnist.test_images,
             points: None,
         })
+    }
+
+    /// Loads the run's image set and its checksum, which `config.toml`
+    /// records; refuses files other than those the base file records.
+    ///
+    /// # Errors
+    /// As [`load_dataset`]; another checksum than the recorded one.
+    pub fn load_images(&mut self) -> Result<Mnist> {
+        let dataset = self.settings.data.require_images()?;
+        let dir = &self.settings.data_dir;
+        let mnist = load_dataset(dataset, dir)?;
+        let checksum = mnist.checksum()?;
+        if let Some((recorded, file)) = &self.recorded_checksum
+            && *recorded != checksum
+        {
+            bail!(
+                "`{}` holds other {dataset} files than `{}` records: data_checksum was {recorded}, now {checksum}; {}",
+                dir.display(),
+                file.display(),
+                if self.resume {
+                    "a run resumes on the data it began with (point --data-dir at those files)"
+                } else {
+                    "point --data-dir at the recorded files, or delete data_checksum from the file to train on these"
+                }
+            );
+        }
+        self.settings.data_checksum = Some(checksum);
+        Ok(mnist)
     }
 
     /// Adam with the run's learning rate and otherwise its defaults.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_fails_cleanly, deepgen, text, utf8};
+use common::{assert_fails_cleanly, deepgen, text, utf8, write_fake_mnist};
 use std::path::Path;
 use std::process::Output;
 
@@ -146,6 +146,65 @@ fn resume_refuses_other_data_batch_size_and_learning_rate() {
     );
     let more = resume(&[]);
     assert!(more.status.success(), "{}", text(&more.stderr));
+}
+
+/// Other files of the same data set (issue 18: epochs 1–3 on one set, the
+/// 4th on another, silently) are refused by the checksum `config.toml`
+/// records, with both values: on `--resume`, and on a run repeated from the
+/// file. The recorded files resume.
+#[test]
+fn other_data_files_are_refused_by_their_checksum() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, other, run) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("run"));
+    for (data, n_train) in [(&first, 40), (&other, 50)] {
+        std::fs::create_dir_all(data).expect("mkdir");
+        write_fake_mnist(data, n_train, 20);
+    }
+    let vae = |data: &Path, out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "vae", "--data-dir", utf8(data), "--out", utf8(out), "--quiet"];
+        a.extend([
+            "--batch-size",
+            "20",
+            "--hidden",
+            "8",
+            "--latent",
+            "2",
+            "--device",
+            "cpu",
+        ]);
+        a.extend(extra);
+        deepgen(&a)
+    };
+    let trained = vae(&first, &run, &["--epochs", "1"]);
+    assert!(trained.status.success(), "{}", text(&trained.stderr));
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    let recorded = config
+        .lines()
+        .find_map(|l| l.strip_prefix("data_checksum = \"fnv1a64:"))
+        .unwrap_or_else(|| panic!("no data_checksum in {config}"));
+
+    let resumed = vae(&other, &run, &["--epochs", "2", "--resume"]);
+    assert_fails_cleanly(&resumed, &format!("data_checksum was fnv1a64:{}", &recorded[..16]));
+    assert!(text(&resumed.stderr).contains("a run resumes on the data it began with"));
+    let config_path = run.join("config.toml");
+    let repeated = deepgen(&[
+        "train",
+        "vae",
+        "--config",
+        utf8(&config_path),
+        "--data-dir",
+        utf8(&other),
+        "--out",
+        utf8(&dir.path().join("again")),
+        "--quiet",
+    ]);
+    assert_fails_cleanly(&repeated, "delete data_checksum from the file");
+    assert_eq!(
+        std::fs::read_to_string(run.join("config.toml")).expect("config.toml"),
+        config
+    );
+    let same = vae(&first, &run, &["--epochs", "2", "--resume"]);
+    assert!(same.status.success(), "{}", text(&same.stderr));
 }
 
 /// Model sizes beyond the machine (issue 18: `--hidden` at u64::MAX panicked

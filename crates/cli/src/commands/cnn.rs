@@ -187,7 +187,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     )?;
     check_mnist_spec(&spec)?;
     let device = run.open_device()?;
-    let data = load_dataset(run.settings.data.require_images()?, &run.settings.data_dir)?;
+    let data = run.load_images()?;
 
     let (test_images, test_labels) = (data.test_images.clone(), data.test_labels.clone());
     let mut classifier = Classifier::new(&spec, run.adam(), run.settings.seed, &device)?

@@ -139,7 +139,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         );
     }
     let device = run.open_device()?;
-    let data = load_dataset(run.settings.data.require_images()?, &run.settings.data_dir)?;
+    let data = run.load_images()?;
     let recipe = config.augmentations.clone();
     let augment = move |x: &Tensor, rng: &mut deepgen_core::StdRng| -> deepgen_core::Result<Tensor> {
         Ok(recipe.apply(&as_images(x, (1, 28, 28))?, rng)?)
