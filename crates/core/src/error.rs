@@ -27,6 +27,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A file of a run directory (`metrics.csv`) that cannot be read as one.
+    #[error("`{path}`: {reason}")]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A device name other than `cpu`, `cuda`, `metal`, `auto` (optionally `cuda:N`).
     #[error("unknown device `{0}` (expected cpu, cuda, cuda:N, metal or auto)")]
     UnknownDevice(String),

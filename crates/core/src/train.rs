@@ -12,7 +12,7 @@
 //! of every step) and its evaluation from `derived_rng(seed, 2e + 1)`, so a
 //! resumed run draws exactly what an uninterrupted one does.
 
-use crate::checkpoint::{Checkpoint, write_atomic};
+use crate::checkpoint::{Checkpoint, temporary_path, write_atomic};
 use crate::progress::progress_bar;
 use crate::rng::derived_rng;
 use crate::{Error, Result};
@@ -288,6 +288,15 @@ impl EpochRecord {
     }
 }
 
+/// Preflight: a file can be created (and removed) in the run directory
+/// `dir`, so that a folder that cannot take the checkpoint fails before
+/// the first epoch instead of after it.
+fn check_writable(dir: &Path) -> Result<()> {
+    let probe = temporary_path(&dir.join(".deepgen-write-check"));
+    std::fs::write(&probe, b"").map_err(|e| Error::io("write in run directory", dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| Error::io("remove", &probe, e))
+}
+
 /// The metrics CSV of a run, rewritten atomically after each epoch.
 #[derive(Debug)]
 struct MetricsLog {
@@ -313,16 +322,54 @@ impl MetricsLog {
         };
         let mut lines = text.lines();
         log.header = lines.next().map(str::to_string);
-        log.rows = lines
-            .filter(|row| {
-                row.split(',')
-                    .next()
-                    .and_then(|e| e.parse::<usize>().ok())
-                    .is_some_and(|e| e <= done)
-            })
-            .map(str::to_string)
-            .collect();
+        let columns = log.header.as_deref().map_or(0, |h| h.split(',').count());
+        if log
+            .header
+            .as_deref()
+            .is_some_and(|h| !h.starts_with("epoch,") || columns < 2)
+        {
+            return Err(log.garbled(1, "the header is not `epoch,…`"));
+        }
+        for (i, row) in lines.enumerate() {
+            let fields: Vec<&str> = row.split(',').collect();
+            let epoch = fields[0].parse::<usize>();
+            if fields.len() != columns || epoch.is_err() || fields[1..].iter().any(|v| v.parse::<f64>().is_err()) {
+                return Err(log.garbled(
+                    i + 2,
+                    &format!("`{row}` is not an epoch number and {} values", columns - 1),
+                ));
+            }
+            if epoch.is_ok_and(|e| e <= done) {
+                log.rows.push(row.to_string());
+            }
+        }
+        // Rewritten now (without the rows of epochs after the checkpoint):
+        // a folder that cannot be written fails here, not after an epoch.
+        if log.header.is_some() {
+            log.write()?;
+        }
         Ok(log)
+    }
+
+    /// The error for line `line` of a metrics file that is not one.
+    fn garbled(&self, line: usize, why: &str) -> Error {
+        Error::RunFile {
+            path: self.path.clone(),
+            reason: format!(
+                "line {line}: {why}; it is not a deepgen metrics file (restore it, or start a new run in another folder)"
+            ),
+        }
+    }
+
+    /// The header and the rows, written atomically.
+    fn write(&self) -> Result<()> {
+        let mut text = self.header.clone().unwrap_or_default();
+        for row in &self.rows {
+            text.push('\n');
+            text.push_str(row);
+        }
+        text.push('\n');
+        write_atomic(&self.path, text.as_bytes())
     }
 
     fn append(&mut self, record: &EpochRecord) -> Result<()> {
@@ -342,13 +389,7 @@ impl MetricsLog {
             None => self.header = Some(header),
         }
         self.rows.push(record.csv_row());
-        let mut text = self.header.clone().unwrap_or_default();
-        for row in &self.rows {
-            text.push('\n');
-            text.push_str(row);
-        }
-        text.push('\n');
-        write_atomic(&self.path, text.as_bytes())
+        self.write()
     }
 }
 
@@ -411,6 +452,7 @@ where
 {
     if let Some(dir) = &config.run_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create run directory", dir, e))?;
+        check_writable(dir)?;
     }
     let checkpoint_path = config.run_dir.as_ref().map(|d| d.join(CHECKPOINT_FILE));
     let mut start_epoch = 0;

@@ -290,3 +290,62 @@ fn resume_errors_are_clear() -> Result<()> {
     assert!(err.to_string().contains("seed 1"), "{err}");
     Ok(())
 }
+
+/// Preflight (issue 18: a garbled `metrics.csv` on resume was found only
+/// after a whole epoch): a resumed run reads its metrics file before the
+/// first step and refuses one that is not a metrics file, naming the line.
+#[test]
+fn a_garbled_metrics_file_is_refused_before_the_first_step() -> Result<()> {
+    let dir = tempfile::tempdir().unwrap();
+    run(1, 1, Some(dir.path()), false)?;
+    let metrics = dir.path().join("metrics.csv");
+    let good = std::fs::read_to_string(&metrics).unwrap();
+    for (garbled, needle) in [
+        ("hello\n".to_string(), "line 1: the header is not `epoch,…`"),
+        (format!("{good}2,x,0.5\n"), "line 3: `2,x,0.5` is not an epoch number"),
+        (format!("{}\n1,0.5\n", good.lines().next().unwrap()), "line 2"),
+    ] {
+        std::fs::write(&metrics, &garbled).unwrap();
+        let mut model = Regression::new(1)?;
+        let err = fit(
+            &config(2, 1, Some(dir.path()), true),
+            &mut model,
+            &mut Shuffled::new()?,
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::RunFile { .. }), "{err}");
+        assert!(
+            err.to_string().contains(needle) && err.to_string().contains("metrics.csv"),
+            "{err}"
+        );
+        assert_eq!(model.steps, 0, "trained before the metrics file was read");
+        assert_eq!(
+            std::fs::read_to_string(&metrics).unwrap(),
+            garbled,
+            "the file was changed"
+        );
+    }
+    std::fs::write(&metrics, &good).unwrap();
+    let (_, records) = run(2, 1, Some(dir.path()), true)?;
+    assert_eq!(records.len(), 1);
+    Ok(())
+}
+
+/// Preflight: a run directory that cannot take a file fails before the
+/// first step (`/proc` refuses new files even to root).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unwritable_run_directory_is_refused_before_the_first_step() -> Result<()> {
+    let mut model = Regression::new(1)?;
+    let err = fit(
+        &config(1, 1, Some(Path::new("/proc")), false),
+        &mut model,
+        &mut Shuffled::new()?,
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("write in run directory `/proc`"), "{err}");
+    assert_eq!(model.steps, 0);
+    Ok(())
+}
