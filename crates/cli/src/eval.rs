@@ -60,6 +60,42 @@ pub fn eval_likelihood<M: LikelihoodModel>(args: &LikelihoodCommandArgs<M>) -> R
     eval.score_samples(&model, &args.scores, &device)
 }
 
+/// Importance samples per call of a model's estimator in `eval`: a larger
+/// `--k` is drawn in parts of this many.
+pub const SAMPLES_PER_CALL: usize = 10_000;
+
+/// The `K`-sample estimates `log p̂` of `rows` rows from calls
+/// `estimate(k_j)` of at most [`SAMPLES_PER_CALL`] samples each, which
+/// together draw `K`: `log p̂ = logsumexp_j(log p̂_j + ln k_j) − ln K`. One
+/// call's estimates are returned as they are.
+///
+/// # Errors
+/// `estimate`'s.
+fn split_log_mean(k: usize, rows: usize, mut estimate: impl FnMut(usize) -> Result<Vec<f64>>) -> Result<Vec<f64>> {
+    if k <= SAMPLES_PER_CALL {
+        return estimate(k);
+    }
+    let mut log_sum = vec![f64::NEG_INFINITY; rows];
+    let mut drawn = 0;
+    while drawn < k {
+        let k_j = SAMPLES_PER_CALL.min(k - drawn);
+        for (acc, l) in log_sum.iter_mut().zip(estimate(k_j)?) {
+            *acc = log_add_exp(*acc, l + (k_j as f64).ln());
+        }
+        drawn += k_j;
+    }
+    Ok(log_sum.into_iter().map(|l| l - (k as f64).ln()).collect())
+}
+
+/// `ln(eᵃ + eᵇ)`, exact for `a = −∞`.
+fn log_add_exp(a: f64, b: f64) -> f64 {
+    let m = a.max(b);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
 /// Flags every `deepgen eval <model>` of a latent-variable model shares
 /// (`#[command(flatten)]` them after the model's `--checkpoint`).
 #[derive(Debug, Clone, Args)]
@@ -128,7 +164,9 @@ impl LikelihoodEval<'_> {
 
     /// Prints the mean importance-sampled `log p(x)` over the test images,
     /// with a progress bar: `estimate(xs, k, rng)` gives the estimate per
-    /// row of a batch `xs`.
+    /// row of a batch `xs`. A `K` above [`SAMPLES_PER_CALL`] is drawn that
+    /// many at a time, so that the bar moves within a batch and memory does
+    /// not grow with `K`: `log p̂ = logsumexp_j(log p̂_j + ln k_j) − ln K`.
     ///
     /// # Errors
     /// The estimator's errors.
@@ -136,21 +174,24 @@ impl LikelihoodEval<'_> {
         &self,
         mut estimate: impl FnMut(&Tensor, usize, &mut StdRng) -> Result<Tensor>,
     ) -> Result<()> {
-        let n = self.images.dim(0)?;
-        let bar = progress_bar(n as u64, "log p(x)", true);
+        let (n, k) = (self.images.dim(0)?, self.args.k);
+        let calls_per_batch = k.div_ceil(SAMPLES_PER_CALL);
+        let bar = progress_bar(n as u64 * calls_per_batch as u64, "log p(x)", true);
         let mut rng = derived_rng(self.args.seed, 0);
         let mut sum_ll = 0f64;
         for (start, len) in batch_ranges(n, self.args.batch_size) {
-            let ll = estimate(&self.images.narrow(0, start, len)?, self.args.k, &mut rng)?;
-            sum_ll += ll.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-            let done = start + len;
-            bar.set_position(done as u64);
-            bar.set_message(format!("mean {:.3}", sum_ll / done as f64));
+            let xs = self.images.narrow(0, start, len)?;
+            let ll = split_log_mean(k, len, |k_j| {
+                let ll = estimate(&xs, k_j, &mut rng)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                bar.inc(len as u64);
+                Ok(ll)
+            })?;
+            sum_ll += ll.iter().sum::<f64>();
+            bar.set_message(format!("mean {:.3}", sum_ll / (start + len) as f64));
         }
         bar.finish_and_clear();
         say(&format!(
-            "test log-likelihood (importance sampling, K = {}): {:.4} nats per image  ({:.1} s)",
-            self.args.k,
+            "test log-likelihood (importance sampling, K = {k}): {:.4} nats per image  ({:.1} s)",
             sum_ll / n.max(1) as f64,
             self.started.elapsed().as_secs_f64()
         ));
@@ -346,6 +387,47 @@ impl LikelihoodEval<'_> {
             return Ok(());
         };
         judge.score_and_say(&format!("prior samples (seed {})", self.args.seed), &images)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `log (1/n) Σ exp(wᵢ)` in f64, by the book.
+    fn log_mean_exp(w: &[f64]) -> f64 {
+        let m = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        m + (w.iter().map(|x| (x - m).exp()).sum::<f64>() / w.len() as f64).ln()
+    }
+
+    /// A `K` drawn in parts gives the estimate of all `K` samples at once,
+    /// and a `K` of one call is passed through untouched.
+    #[test]
+    fn a_split_k_gives_the_estimate_of_all_its_samples() -> Result<()> {
+        let rows = 3;
+        let weight = |row: usize, i: usize| ((i * 7 + row) as f64 * 0.013).sin() * 30.0 - 90.0;
+        for k in [1, SAMPLES_PER_CALL, 2 * SAMPLES_PER_CALL + 123] {
+            let mut next = 0;
+            let mut calls = Vec::new();
+            let split = split_log_mean(k, rows, |k_j| {
+                calls.push(k_j);
+                let part = (0..rows)
+                    .map(|r| log_mean_exp(&(next..next + k_j).map(|i| weight(r, i)).collect::<Vec<_>>()))
+                    .collect();
+                next += k_j;
+                Ok(part)
+            })?;
+            assert_eq!(calls.iter().sum::<usize>(), k);
+            assert!(calls.iter().all(|&c| c <= SAMPLES_PER_CALL), "{calls:?}");
+            for (r, got) in split.iter().enumerate() {
+                let all = log_mean_exp(&(0..k).map(|i| weight(r, i)).collect::<Vec<_>>());
+                assert!((got - all).abs() < 1e-9, "K = {k}, row {r}: {got} vs {all}");
+                if calls.len() == 1 {
+                    assert_eq!(*got, all);
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -198,15 +198,30 @@ pub fn chunked_log_mean_exp<E: From<Error>>(
         .into());
     }
     let step = items_per_chunk(sample_elements);
-    let mut parts = Vec::with_capacity(k.div_ceil(step));
+    // The log weights wait in `pending` until they fill a chunk of their own
+    // (for usual K, all of them: one logsumexp, as `log_mean_exp` of the
+    // whole `[k, batch]`); beyond, they fold into a running logsumexp, so
+    // memory stays bounded for any `k`.
+    let (mut pending, mut pending_elements) = (Vec::new(), 0usize);
+    let mut folded: Option<Tensor> = None;
     let mut done = 0;
     while done < k {
         let n = step.min(k - done);
-        parts.push(log_w(n)?);
+        let w = log_w(n)?;
+        pending_elements = pending_elements.saturating_add(w.elem_count());
+        pending.push(w);
         done += n;
+        if done == k || pending_elements >= CHUNK_ELEMENTS {
+            let lse = logsumexp(&Tensor::cat(&pending, 0).map_err(Error::from)?, 0)?;
+            folded = Some(match folded {
+                None => lse,
+                Some(before) => logsumexp(&Tensor::stack(&[before, lse], 0).map_err(Error::from)?, 0)?,
+            });
+            (pending, pending_elements) = (Vec::new(), 0);
+        }
     }
-    let all = Tensor::cat(&parts, 0).map_err(Error::from)?;
-    Ok(log_mean_exp(&all)?)
+    let total = folded.expect("k ≥ 1 folds at least once");
+    Ok((total - (k as f64).ln()).map_err(Error::from)?)
 }
 
 /// Weighted `log Σ_i b_i e^{x_i}` over `dim` for non-negative weights `b`.
@@ -523,6 +538,43 @@ mod tests {
         let none = chunked_log_mean_exp(0, 1, |_| Ok::<_, Error>(all.clone()));
         assert!(none.is_err());
         Ok(())
+    }
+
+    /// Past a chunk of pending log weights the chunks fold into a running
+    /// logsumexp: the same value as one pass over all of them.
+    #[test]
+    fn chunked_log_mean_exp_folds_beyond_a_chunk() -> Result<()> {
+        let (k, batch) = (6, CHUNK_ELEMENTS / 4);
+        let rows: Vec<f64> = (0..k * batch).map(|i| ((i % 977) as f64 * 0.37).sin() * 40.0).collect();
+        let all = Tensor::from_vec(rows, (k, batch), &Device::Cpu)?;
+        let mut next = 0;
+        let chunked = chunked_log_mean_exp(k, batch, |n| {
+            let part = all.narrow(0, next, n);
+            next += n;
+            Ok::<_, Error>(part?)
+        })?;
+        let diff = (chunked - log_mean_exp(&all)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "{diff}");
+        Ok(())
+    }
+
+    /// Any `k` is accepted without reserving memory for it (u64::MAX once
+    /// panicked with "capacity overflow" before the first sample).
+    #[test]
+    fn chunked_log_mean_exp_reserves_nothing_for_huge_k() {
+        let mut calls = 0;
+        let err = chunked_log_mean_exp(usize::MAX, 100 * 784, |n| {
+            calls += 1;
+            if calls == 3 {
+                return Err(Error::InvalidArgument {
+                    op: "test",
+                    reason: "stop".into(),
+                });
+            }
+            Ok(Tensor::zeros((n, 100), DType::F32, &Device::Cpu)?)
+        });
+        assert!(err.is_err());
+        assert_eq!(calls, 3);
     }
 
     // ---- slices ----
