@@ -125,7 +125,8 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be read, [`Error::Checkpoint`] if it is
-    /// not a valid safetensors file.
+    /// not a valid safetensors file or declares a tensor whose dimensions
+    /// multiply past `usize` (even one with no elements).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read checkpoint", path, e))?;
         let invalid = |reason: String| Error::Checkpoint {
@@ -134,6 +135,25 @@ impl Checkpoint {
         };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        // safetensors checks that each tensor's elements fit its bytes, but a
+        // tensor with no elements may still declare dimensions like
+        // `[0, 2^23, 2^41]`, whose strides Candle computes with unchecked
+        // products (a panic in debug builds, wrapped strides in release).
+        let tensors: BTreeMap<String, _> = header.tensors().into_iter().collect();
+        for (name, info) in &tensors {
+            let laid_out = info
+                .shape
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1usize, |product, &d| product.checked_mul(d));
+            if laid_out.is_none() {
+                return Err(invalid(format!(
+                    "tensor `{name}` has shape {:?}, whose nonzero dimensions multiply past {}",
+                    info.shape,
+                    usize::MAX
+                )));
+            }
+        }
         let raw = header.metadata().clone().unwrap_or_default();
         let metadata = match raw.get(METADATA_KEY) {
             Some(json) if raw.len() == 1 => serde_json::from_str(json).map_err(|e| {
@@ -299,6 +319,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("missing"), "{missing}");
+        Ok(())
+    }
+
+    /// Found by `tests/fuzz_checkpoint.rs`: a tensor with no elements whose
+    /// other dimensions multiply past `usize` passed safetensors' checks and
+    /// made Candle's stride computation panic ("attempt to multiply with
+    /// overflow"); it is a checkpoint error naming the tensor.
+    #[test]
+    fn empty_tensor_with_overflowing_dims_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("overflow.safetensors");
+        for shape in [
+            "[0,8388608,2199023255552]",
+            "[4294967296,0,4294967296]",
+            "[0,18446744073709551615,2]",
+        ] {
+            let json = format!(r#"{{"fc.weight":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(json.as_bytes());
+            std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+            let err = Checkpoint::load(&path, &Device::Cpu).unwrap_err().to_string();
+            assert!(
+                err.contains("overflow.safetensors") && err.contains("`fc.weight`"),
+                "{err}"
+            );
+            assert!(err.contains("multiply past"), "{err}");
+        }
+        // Empty tensors whose dimensions do fit still load.
+        let json = r#"{"e":{"dtype":"F32","shape":[0,3,4],"data_offsets":[0,0]}}"#;
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+        let loaded = Checkpoint::load(&path, &Device::Cpu)?;
+        assert_eq!(loaded.tensors["e"].dims(), &[0, 3, 4]);
         Ok(())
     }
 
