@@ -18,6 +18,8 @@
 
 mod args;
 mod commands;
+#[cfg(test)]
+mod config_fuzz;
 mod eval;
 mod pictures;
 mod plot;

@@ -374,6 +374,19 @@ impl TrainRun {
         Ok(mnist)
     }
 
+    /// The optimizer steps of the whole run, `n_batches` per epoch.
+    ///
+    /// # Errors
+    /// When they overflow `usize` (an absurd `--epochs` or `run.epochs`,
+    /// which would otherwise panic in a debug build and give learning-rate
+    /// schedules a wrapped step count in a release one).
+    pub fn total_steps(&self, n_batches: usize) -> Result<usize> {
+        let epochs = self.settings.epochs;
+        n_batches.checked_mul(epochs).with_context(|| {
+            format!("{epochs} epochs of {n_batches} batches are more optimizer steps than can be counted; lower --epochs (run.epochs)")
+        })
+    }
+
     /// Adam with the run's learning rate and otherwise its defaults.
     pub fn adam(&self) -> AdamConfig {
         AdamConfig {
@@ -722,7 +735,7 @@ pub fn train<C: ModelCommand>(args: &TrainArgs<C::Flags>) -> Result<()> {
         ..Default::default()
     };
     let mut batches = ImageBatcher::new(&data.train, batcher_config, &device)?;
-    let total_steps = batches.n_batches() * run.settings.epochs;
+    let total_steps = run.total_steps(batches.n_batches())?;
     let adam = C::adam(&training, &run.settings, total_steps);
     let trainer = Trainer::<C::Model>::new(&config, adam, run.settings.seed, &device)?;
     let mut trainer = C::prepare(trainer, &training, &data, &device)?;

@@ -55,6 +55,39 @@ fn bad_flags_are_rejected_with_their_reason() {
     assert!(!run.exists(), "a refused run leaves no directory");
 }
 
+/// Found while fuzzing `config.toml` (issue 18): epochs × batches per epoch
+/// overflowed `usize` in `train`, a panic in a debug build ("attempt to
+/// multiply with overflow") and a wrapped step count for the learning-rate
+/// schedule in a release one. It is a clean error, before anything is written.
+#[test]
+fn epochs_beyond_counting_are_a_clean_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let output = deepgen(&[
+        "train",
+        "gan",
+        "--data",
+        "ring",
+        "--out",
+        utf8(&run),
+        "--epochs",
+        "18446744073709551615",
+        "--batch-size",
+        "2000",
+        "--g-hidden",
+        "16",
+        "--d-hidden",
+        "16",
+        "--maxout",
+        "2",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert_fails_cleanly(&output, "more optimizer steps than can be counted");
+    assert!(!run.exists(), "a refused run leaves no directory");
+}
+
 #[test]
 fn a_two_dimensional_run_trains_samples_and_evaluates() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,7 +13,8 @@
 //! A layer that does not fit its input (a kernel larger than the padded
 //! input, a convolution after `FLATTEN`, `FC` on an image) is an
 //! [`Error::LayerDoesNotFit`] naming the layer, never a panic; counts that
-//! overflow `usize` are errors too.
+//! overflow `usize` are errors too, and so are sizes of 0 (which the parser
+//! refuses, but a spec built with [`Spec::new`] may hold).
 
 use crate::spec::{ConvSpec, Dims, Layer, Spec};
 use crate::{Error, Result};
@@ -133,6 +134,23 @@ impl Spec {
                 reason: "the input has more values than fit in memory".into(),
             });
         }
+        let zero_input = match input {
+            Dims::Image {
+                height,
+                width,
+                channels,
+            } => height == 0 || width == 0 || channels == 0,
+            Dims::Flat(n) => n == 0,
+        };
+        if zero_input {
+            // The parser refuses a 0; a spec built with `Spec::new` may hold one.
+            return Err(Error::LayerDoesNotFit {
+                position: 1,
+                token: self.input_token(),
+                input: input.to_string(),
+                reason: "every input size must be at least 1".into(),
+            });
+        }
         let mut rows = vec![LayerShape {
             token: self.input_token(),
             output: input,
@@ -196,6 +214,7 @@ fn layer_shape(layer: &Layer, input: Dims) -> std::result::Result<(Dims, Vec<usi
             ..
         }) => {
             let (height, width, channels) = image("a convolution")?;
+            at_least_one(&[("kernel", kernel), ("filters", filters), ("stride", stride)])?;
             let side = |n: usize| {
                 conv_output_size(n, kernel, stride, padding).ok_or_else(|| {
                     format!(
@@ -219,6 +238,7 @@ fn layer_shape(layer: &Layer, input: Dims) -> std::result::Result<(Dims, Vec<usi
             ..
         }) => {
             let (height, width, channels) = image("a transposed convolution")?;
+            at_least_one(&[("kernel", kernel), ("filters", filters), ("stride", stride)])?;
             let side = |n: usize| {
                 conv_transpose_output_size(n, kernel, stride, padding, 0)
                     .ok_or_else(|| format!("padding {padding} leaves no output: (H − 1)·S − 2P + K must be positive"))
@@ -232,6 +252,7 @@ fn layer_shape(layer: &Layer, input: Dims) -> std::result::Result<(Dims, Vec<usi
         }
         Layer::MaxPool { kernel } | Layer::AvgPool { kernel } => {
             let (height, width, channels) = image("pooling")?;
+            at_least_one(&[("window", kernel)])?;
             if kernel > height || kernel > width {
                 return Err(format!(
                     "a {kernel}×{kernel} window does not fit a {height}×{width} input"
@@ -249,9 +270,20 @@ fn layer_shape(layer: &Layer, input: Dims) -> std::result::Result<(Dims, Vec<usi
             Ok((Dims::Flat(n), Vec::new(), 0))
         }
         Layer::Fc { units, .. } => match input {
+            Dims::Flat(_) if units == 0 => Err("FC needs at least 1 unit".into()),
             Dims::Flat(d) => Ok((Dims::Flat(units), vec![d, units], units)),
             Dims::Image { .. } => Err("FC needs a flat vector; put FLATTEN before it".into()),
         },
+    }
+}
+
+/// An error naming the first of `sizes` that is 0 (the parser refuses a 0;
+/// a spec built with [`Spec::new`] may hold one, and a pooling window of 0
+/// would divide by zero).
+fn at_least_one(sizes: &[(&str, usize)]) -> std::result::Result<(), String> {
+    match sizes.iter().find(|(_, n)| *n == 0) {
+        Some((name, _)) => Err(format!("its {name} is 0; it must be at least 1")),
+        None => Ok(()),
     }
 }
 
@@ -325,6 +357,7 @@ impl fmt::Display for ShapeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Activation;
     use proptest::prelude::*;
 
     const SEED_SPEC: &str = "INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2 CONV-5-64 POOL-2 FLATTEN FC-3";
@@ -463,6 +496,55 @@ Parameters in all: 189,187 (weights 189,024 + biases 163)";
         let spec = Spec::parse(&format!("INPUT-{0}x{0}x2 FLATTEN", usize::MAX / 2))?;
         assert!(spec.table().is_err());
         Ok(())
+    }
+
+    /// Found by `tests/fuzz_spec.rs`: `AVGPOOL-0` (or `POOL-0`) built with
+    /// `Spec::new` on a 1×1×1 input divided by zero in `Spec::table`
+    /// ("attempt to divide by zero"); every size of 0 is a `LayerDoesNotFit`
+    /// naming it.
+    #[test]
+    fn zero_sizes_from_spec_new_are_errors_not_panics() {
+        let conv = |kernel, filters, stride| {
+            Layer::Conv(ConvSpec {
+                stride,
+                ..ConvSpec::new(kernel, filters)
+            })
+        };
+        let convt = |kernel, filters, stride| {
+            Layer::ConvTranspose(ConvSpec {
+                stride,
+                ..ConvSpec::new(kernel, filters)
+            })
+        };
+        let cases = [
+            (image(1, 1, 1), Layer::AvgPool { kernel: 0 }, 2, "window is 0"),
+            (image(28, 28, 1), Layer::MaxPool { kernel: 0 }, 2, "window is 0"),
+            (image(28, 28, 1), conv(0, 4, 1), 2, "kernel is 0"),
+            (image(28, 28, 1), conv(3, 0, 1), 2, "filters is 0"),
+            (image(28, 28, 1), conv(3, 4, 0), 2, "stride is 0"),
+            (image(28, 28, 1), convt(0, 4, 1), 2, "kernel is 0"),
+            (image(28, 28, 1), convt(3, 4, 0), 2, "stride is 0"),
+            (
+                Dims::Flat(10),
+                Layer::Fc {
+                    units: 0,
+                    activation: Activation::Linear,
+                },
+                2,
+                "at least 1 unit",
+            ),
+            (image(0, 28, 1), Layer::Flatten, 1, "input size"),
+            (Dims::Flat(0), Layer::Flatten, 1, "input size"),
+        ];
+        for (input, layer, want_position, want_reason) in cases {
+            match Spec::new(input, vec![layer]).table() {
+                Err(Error::LayerDoesNotFit { position, reason, .. }) => {
+                    assert_eq!(position, want_position, "{layer:?}: {reason}");
+                    assert!(reason.contains(want_reason), "{layer:?}: {reason}");
+                }
+                other => panic!("{input:?} {layer:?}: expected LayerDoesNotFit, got {other:?}"),
+            }
+        }
     }
 
     #[test]

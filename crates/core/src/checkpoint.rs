@@ -39,14 +39,18 @@ impl Checkpoint {
     /// its name.
     ///
     /// # Errors
-    /// A missing tensor or one of another shape is an [`Error::Checkpoint`]
-    /// naming it (e.g. a checkpoint of another architecture).
+    /// A missing tensor, one of another shape, or one whose dtype Candle
+    /// cannot convert to the variable's is an [`Error::Checkpoint`] naming it
+    /// (e.g. a checkpoint of another architecture); then no variable has
+    /// changed.
     pub fn load_varmap(&self, prefix: &str, varmap: &VarMap, path: &Path) -> Result<()> {
         let data = varmap
             .data()
             .lock()
             .map_err(|_| candle::Error::msg("varmap lock poisoned"))?;
-        // Check everything first so that a wrong checkpoint changes nothing.
+        // Check and convert everything first so that a wrong checkpoint
+        // changes nothing.
+        let mut values = Vec::with_capacity(data.len());
         for (name, var) in data.iter() {
             let key = format!("{prefix}{name}");
             let stored = self.tensors.get(&key).ok_or_else(|| Error::Checkpoint {
@@ -63,11 +67,10 @@ impl Checkpoint {
                     ),
                 });
             }
+            values.push((var, converted(stored, &key, var.as_tensor(), path)?));
         }
-        for (name, var) in data.iter() {
-            if let Some(stored) = self.tensors.get(&format!("{prefix}{name}")) {
-                var.set(&stored.to_dtype(var.dtype())?.to_device(var.device())?)?;
-            }
+        for (var, value) in values {
+            var.set(&value)?;
         }
         Ok(())
     }
@@ -125,7 +128,8 @@ impl Checkpoint {
     ///
     /// # Errors
     /// [`Error::Io`] if the file cannot be read, [`Error::Checkpoint`] if it is
-    /// not a valid safetensors file.
+    /// not a valid safetensors file or declares a tensor whose dimensions
+    /// multiply past `usize` (even one with no elements).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read checkpoint", path, e))?;
         let invalid = |reason: String| Error::Checkpoint {
@@ -134,6 +138,25 @@ impl Checkpoint {
         };
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        // safetensors checks that each tensor's elements fit its bytes, but a
+        // tensor with no elements may still declare dimensions like
+        // `[0, 2^23, 2^41]`, whose strides Candle computes with unchecked
+        // products (a panic in debug builds, wrapped strides in release).
+        let tensors: BTreeMap<String, _> = header.tensors().into_iter().collect();
+        for (name, info) in &tensors {
+            let laid_out = info
+                .shape
+                .iter()
+                .filter(|&&d| d != 0)
+                .try_fold(1usize, |product, &d| product.checked_mul(d));
+            if laid_out.is_none() {
+                return Err(invalid(format!(
+                    "tensor `{name}` has shape {:?}, whose nonzero dimensions multiply past {}",
+                    info.shape,
+                    usize::MAX
+                )));
+            }
+        }
         let raw = header.metadata().clone().unwrap_or_default();
         let metadata = match raw.get(METADATA_KEY) {
             Some(json) if raw.len() == 1 => serde_json::from_str(json).map_err(|e| {
@@ -149,6 +172,28 @@ impl Checkpoint {
             .collect();
         Ok(Self { tensors, metadata })
     }
+}
+
+/// `stored`, the checkpoint's tensor `key`, in the dtype and on the device
+/// of `like`.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the tensor when Candle cannot convert it (a
+/// dtype safetensors stores but Candle cannot compute with, such as
+/// `F8_E8M0`) or move it.
+pub(crate) fn converted(stored: &Tensor, key: &str, like: &Tensor, path: &Path) -> Result<Tensor> {
+    stored
+        .to_dtype(like.dtype())
+        .and_then(|t| t.to_device(like.device()))
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!(
+                "tensor `{key}` ({:?}) cannot be loaded as {:?} on {:?}: {e}",
+                stored.dtype(),
+                like.dtype(),
+                like.device().location()
+            ),
+        })
 }
 
 /// The temporary name a file is written under before it is renamed into
@@ -299,6 +344,74 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("missing"), "{missing}");
+        Ok(())
+    }
+
+    /// Found by `tests/fuzz_checkpoint.rs`: a tensor with no elements whose
+    /// other dimensions multiply past `usize` passed safetensors' checks and
+    /// made Candle's stride computation panic ("attempt to multiply with
+    /// overflow"); it is a checkpoint error naming the tensor.
+    #[test]
+    fn empty_tensor_with_overflowing_dims_is_an_error_not_a_panic() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("overflow.safetensors");
+        for shape in [
+            "[0,8388608,2199023255552]",
+            "[4294967296,0,4294967296]",
+            "[0,18446744073709551615,2]",
+        ] {
+            let json = format!(r#"{{"fc.weight":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(json.as_bytes());
+            std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+            let err = Checkpoint::load(&path, &Device::Cpu).unwrap_err().to_string();
+            assert!(
+                err.contains("overflow.safetensors") && err.contains("`fc.weight`"),
+                "{err}"
+            );
+            assert!(err.contains("multiply past"), "{err}");
+        }
+        // Empty tensors whose dimensions do fit still load.
+        let json = r#"{"e":{"dtype":"F32","shape":[0,3,4],"data_offsets":[0,0]}}"#;
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+        let loaded = Checkpoint::load(&path, &Device::Cpu)?;
+        assert_eq!(loaded.tensors["e"].dims(), &[0, 3, 4]);
+        Ok(())
+    }
+
+    /// Found by `tests/fuzz_checkpoint.rs`: a tensor stored in a dtype Candle
+    /// only carries (`F8_E8M0`) failed in `to_dtype` with Candle's bare
+    /// "unsupported dtype F8E8M0 for op to_dtype", naming neither file nor
+    /// tensor, after the variables before it had been overwritten. It is a
+    /// checkpoint error naming both, and nothing changes.
+    #[test]
+    fn unconvertible_dtype_is_an_error_naming_the_tensor_and_changes_nothing() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", "", e))?;
+        let path = dir.path().join("e8m0.safetensors");
+        // `fc.bias` (read first) is a valid F32 tensor; `fc.weight` is F8_E8M0.
+        let json = r#"{"fc.bias":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"fc.weight":{"dtype":"F8_E8M0","shape":[4,3],"data_offsets":[16,28]}}"#;
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        bytes.extend_from_slice(&[0; 28]);
+        std::fs::write(&path, bytes).map_err(|e| Error::io("write", &path, e))?;
+        let varmap = VarMap::new();
+        model(&varmap, 1, 4)?;
+        let values = |m: &VarMap| -> Vec<Vec<f32>> {
+            let data = m.data().lock().unwrap();
+            let mut names: Vec<_> = data.keys().cloned().collect();
+            names.sort();
+            names
+                .iter()
+                .map(|n| data[n].flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect()
+        };
+        let before = values(&varmap);
+        let err = load_varmap(&varmap, &path).unwrap_err().to_string();
+        assert!(err.contains("e8m0.safetensors") && err.contains("`fc.weight`"), "{err}");
+        assert!(err.contains("F8E8M0"), "{err}");
+        assert_eq!(values(&varmap), before);
         Ok(())
     }
 

@@ -20,7 +20,7 @@
 //! [`GradStore`] is left as it was. On CUDA and Metal (and for half-precision
 //! parameters) the same update runs as tensor ops.
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, converted};
 use crate::ops::inplace::{self, AdamStep, SgdStep};
 use crate::{Error, Result};
 use candle::backprop::GradStore;
@@ -393,6 +393,9 @@ impl Adam {
     /// Restores the state saved by [`Adam::save_state`].
     pub fn load_state(&mut self, prefix: &str, checkpoint: &Checkpoint, path: &Path) -> Result<()> {
         let step_t = checkpoint.metadata_value::<usize>(&format!("{prefix}step"), path)?;
+        // Check and convert everything first so that a wrong checkpoint
+        // changes nothing.
+        let mut values = Vec::with_capacity(2 * self.params.len());
         for p in &self.params {
             for (kind, moment) in [("m", &p.first_moment), ("v", &p.second_moment)] {
                 let key = format!("{prefix}{kind}.{}", p.name);
@@ -410,8 +413,11 @@ impl Adam {
                         ),
                     });
                 }
-                moment.set(&stored.to_dtype(moment.dtype())?.to_device(moment.device())?)?;
+                values.push((moment, converted(stored, &key, moment.as_tensor(), path)?));
             }
+        }
+        for (moment, value) in values {
+            moment.set(&value)?;
         }
         self.step_t = step_t;
         Ok(())
@@ -563,10 +569,13 @@ impl Sgd {
     /// Restores the state saved by [`Sgd::save_state`].
     pub fn load_state(&mut self, prefix: &str, checkpoint: &Checkpoint, path: &Path) -> Result<()> {
         let step_t = checkpoint.metadata_value::<usize>(&format!("{prefix}step"), path)?;
+        let mut values = Vec::with_capacity(self.params.len());
         for (name, _, buffer) in &self.params {
             let key = format!("{prefix}momentum.{name}");
             match checkpoint.tensors.get(&key) {
-                Some(stored) if stored.dims() == buffer.dims() => buffer.set(stored)?,
+                Some(stored) if stored.dims() == buffer.dims() => {
+                    values.push((buffer, converted(stored, &key, buffer.as_tensor(), path)?));
+                }
                 _ => {
                     return Err(Error::Checkpoint {
                         path: path.to_path_buf(),
@@ -574,6 +583,9 @@ impl Sgd {
                     });
                 }
             }
+        }
+        for (buffer, value) in values {
+            buffer.set(&value)?;
         }
         self.step_t = step_t;
         Ok(())

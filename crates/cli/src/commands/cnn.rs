@@ -84,7 +84,7 @@ pub struct EvalArgs {
 }
 
 /// Parses a spec given on the command line; errors point at the token.
-fn parse_spec(text: &str) -> Result<Spec> {
+pub(crate) fn parse_spec(text: &str) -> Result<Spec> {
     let spec = Spec::parse(text).map_err(|e| spec_error(text, e))?;
     spec.table().map_err(|e| spec_error(text, e))?;
     Ok(spec)
@@ -153,7 +153,7 @@ pub fn summary(args: &SummaryArgs) -> Result<()> {
 }
 
 /// Whether the spec takes MNIST's 28×28 grey images and ends in 10 logits.
-fn check_mnist_spec(spec: &Spec) -> Result<()> {
+pub(crate) fn check_mnist_spec(spec: &Spec) -> Result<()> {
     let input_ok = matches!(
         spec.input(),
         Dims::Image {

@@ -155,7 +155,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     let mut adam = run.adam();
     if training.cosine {
         adam.schedule = LrSchedule::Cosine {
-            total_steps: batches.n_batches() * run.settings.epochs,
+            total_steps: run.total_steps(batches.n_batches())?,
             min_lr: 0.0,
         };
     }
