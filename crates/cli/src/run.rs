@@ -586,6 +586,32 @@ fn check_run_dir(run_dir: &Path, resume: bool) -> Result<()> {
     }
 }
 
+/// Training images a batch can hold at most: MNIST's and Fashion-MNIST's
+/// 60,000 (a larger `--batch-size` is one batch of them all).
+pub const MAX_TRAIN_IMAGES: usize = 60_000;
+
+/// Refuses work whose estimated memory `bytes` (`None`: past `u64`) is more
+/// than the machine has, before a byte is spent: `what` needs it, `knobs`
+/// are the flags that lower it.
+///
+/// # Errors
+/// The refusal, with the estimate and the memory available.
+pub fn refuse_beyond_memory(bytes: Option<u64>, what: &str, knobs: &str) -> Result<()> {
+    let Some(bytes) = bytes else {
+        bail!("{what} would need more memory than can be addressed; lower {knobs}");
+    };
+    if let Some(available) = deepgen_core::device::available_memory()
+        && bytes > available
+    {
+        bail!(
+            "{what} would need about {:.1} GB, more than the {:.1} GB of memory available; lower {knobs}",
+            bytes as f64 / 1e9,
+            available as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
 /// An empty `[training]` table, for families without training options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -67,6 +67,45 @@ fn bad_flags_are_rejected_with_their_reason() {
     assert!(!run.exists(), "a rejected command leaves no run directory");
 }
 
+/// Sample counts whose training step cannot fit (issue 18: `--samples` and
+/// `--iwae-k` at u64::MAX panicked with "capacity overflow", at 10¹² the
+/// process aborted) are refused before any data is read or file written,
+/// naming the flags: exit 1, no panic.
+#[test]
+fn training_steps_beyond_memory_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (flag, value, needle) in [
+        ("--samples", "18446744073709551615", "more memory than can be addressed"),
+        ("--iwae-k", "18446744073709551615", "more memory than can be addressed"),
+        ("--samples", "1000000000000", "GB of memory available"),
+        ("--iwae-k", "1000000000000", "GB of memory available"),
+    ] {
+        let run = dir.path().join(format!("{flag}{value}"));
+        let output = deepgen(&["train", "vae", flag, value, "--out", utf8(&run), "--quiet"]);
+        assert_fails_cleanly(&output, needle);
+        assert!(
+            text(&output.stderr).contains("one training step"),
+            "{}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains("lower --samples"),
+            "{}",
+            text(&output.stderr)
+        );
+        assert!(!run.exists(), "a refused run made its folder");
+    }
+    let hvae = deepgen(&[
+        "train",
+        "hvae",
+        "--eval-k",
+        "1000000000000",
+        "--out",
+        utf8(&dir.path().join("h")),
+    ]);
+    assert_fails_cleanly(&hvae, "--eval-k 1000000000000: above 1000000");
+}
+
 #[test]
 fn train_resume_and_eval_a_vae_run() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -180,6 +180,31 @@ impl VaeConfig {
         Ok(())
     }
 
+    /// A rough upper estimate of the bytes one training step on `batch`
+    /// examples holds: `S · batch` rows (`S` = `n_samples`, or IWAE's `k`)
+    /// of the noise, latent and hidden activations and decoder outputs, with
+    /// their gradients, as `f32`. `None` when it overflows — far beyond any
+    /// machine. A caller compares it with the memory it has before the first
+    /// step, so that `n_samples = 10¹²` is a clear error, not an abort.
+    pub fn step_bytes(&self, batch: usize) -> Option<u64> {
+        let samples = match self.objective {
+            Objective::Elbo => self.n_samples,
+            Objective::Iwae { k } => k,
+        } as u64;
+        let (input, hidden, latent) = (self.input_dim as u64, self.hidden_dim as u64, self.latent_dim as u64);
+        // Feature maps of the two stride-2 convolutions (32 and 64 channels).
+        let conv = match self.architecture {
+            Architecture::Mlp => 0,
+            Architecture::Conv => (input / self.channels.max(1) as u64).checked_mul(32 / 4 + 64 / 16)?,
+        };
+        let per_row = input.checked_mul(4)?.checked_add(hidden.checked_mul(3)?)?;
+        let per_row = per_row
+            .checked_add(latent.checked_mul(4)?)?
+            .checked_add(conv.checked_mul(3)?)?;
+        // Forward values and their gradients, 4 bytes each.
+        samples.checked_mul(batch as u64)?.checked_mul(per_row)?.checked_mul(8)
+    }
+
     /// The side `s` of the `channels × s × s` images of the convolutional
     /// architecture.
     ///
@@ -306,6 +331,38 @@ impl From<Objective> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The step estimate by hand for pytorch/examples' VAE, and `None` where
+    /// it overflows.
+    #[test]
+    fn step_bytes_counts_rows_of_activations() {
+        let vae = VaeConfig::default();
+        // 128 rows × (4·784 + 3·400 + 4·20) floats × 8 bytes.
+        assert_eq!(vae.step_bytes(128), Some(128 * (4 * 784 + 3 * 400 + 4 * 20) * 8));
+        let five = VaeConfig {
+            n_samples: 5,
+            ..vae.clone()
+        };
+        assert_eq!(five.step_bytes(128), vae.step_bytes(5 * 128));
+        let iwae = VaeConfig {
+            objective: Objective::Iwae { k: 50 },
+            ..vae.clone()
+        };
+        assert_eq!(iwae.step_bytes(2), vae.step_bytes(100));
+        let conv = VaeConfig {
+            architecture: Architecture::Conv,
+            ..vae.clone()
+        };
+        assert!(conv.step_bytes(1) > vae.step_bytes(1));
+        assert_eq!(
+            VaeConfig {
+                n_samples: usize::MAX,
+                ..vae
+            }
+            .step_bytes(128),
+            None
+        );
+    }
 
     #[test]
     fn serde_round_trips_and_rejects_unknown_keys() -> std::result::Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@
 use crate::args::{at_least_one, non_negative_f64, positive_f64, set};
 use crate::commands::vae;
 use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use deepgen_core::candle::Tensor;
 use deepgen_core::{Metrics, StdRng};
 use deepgen_hvae::{Hvae, HvaeConfig, KlSchedule};
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 /// Test images of the per-epoch `test_log_px` of `--eval-k` (K decoder passes each).
 const LOG_PX_IMAGES: usize = 1000;
+/// The largest `--eval-k`: 10⁹ decoder passes after every epoch.
+const MAX_EVAL_K: usize = 1_000_000;
 
 /// Flags of `deepgen train hvae`.
 pub type TrainArgs = crate::args::TrainArgs<HvaeFlags>;
@@ -81,6 +83,11 @@ impl ModelCommand for HvaeCommand {
         set(&mut c.free_bits, f.free_bits);
         set(&mut c.free_bits_group, f.free_bits_group);
         set(&mut training.eval_k, f.eval_k.map(Some));
+        if let Some(k) = training.eval_k.filter(|&k| k > MAX_EVAL_K) {
+            bail!(
+                "--eval-k {k}: above {MAX_EVAL_K} the per-epoch log p(x) takes hours; `deepgen eval hvae --k` shows progress"
+            );
+        }
         Ok(c.validate()?)
     }
 

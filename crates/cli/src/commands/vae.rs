@@ -5,7 +5,8 @@
 //! `interpolation.png`, `manifold.png` (2-D latent) and `loss_curve.png`.
 
 use crate::args::{at_least_one, non_negative_f64, set};
-use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings, TrainData, evaluate_on_test};
+use crate::run::{EVAL_BATCH, MAX_TRAIN_IMAGES, ModelCommand, RunDefaults, RunSettings, TrainData};
+use crate::run::{evaluate_on_test, refuse_beyond_memory};
 use anyhow::Result;
 use deepgen_core::candle::{Device, Tensor};
 use deepgen_core::{Metrics, StdRng, Trainer};
@@ -73,7 +74,7 @@ impl ModelCommand for VaeCommand {
     const DESCRIPTION: &'static str = "a VAE";
     const DEFAULTS: RunDefaults = DEFAULTS;
 
-    fn apply_flags(f: &VaeFlags, _: &RunSettings, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
+    fn apply_flags(f: &VaeFlags, settings: &RunSettings, c: &mut VaeConfig, training: &mut VaeTraining) -> Result<()> {
         set(&mut c.architecture, f.arch);
         set(&mut c.hidden_dim, f.hidden);
         set(&mut c.latent_dim, f.latent);
@@ -83,7 +84,10 @@ impl ModelCommand for VaeCommand {
         set(&mut c.n_samples, f.samples);
         set(&mut c.objective, f.iwae_k.map(|k| Objective::Iwae { k }));
         set(&mut training.output_bias, f.output_bias);
-        Ok(c.validate()?)
+        c.validate()?;
+        let batch = settings.batch_size.min(MAX_TRAIN_IMAGES);
+        let knobs = "--samples (n_samples), --iwae-k (objective) or --batch-size";
+        refuse_beyond_memory(c.step_bytes(batch), "one training step", knobs)
     }
 
     fn prepare(
