@@ -33,12 +33,15 @@
 //!   model offers its users (samples from noise, reconstructions, the
 //!   likelihood), implemented by each family in its own crate;
 //! - [`family_error!`]: the error type of every model crate, written once;
-//! - [`progress`]: the one progress-bar style.
+//! - [`progress`]: the one progress-bar style;
+//! - [`alloc_watch`]: the largest allocation of a closure, for the parsers'
+//!   fuzz tests.
 #![deny(missing_docs)]
 
 pub use candle;
 pub use candle_nn;
 
+pub mod alloc_watch;
 pub mod bench;
 pub mod checkpoint;
 pub mod device;

@@ -8,60 +8,17 @@
 //! test binary's global allocator records the largest single allocation of
 //! the thread while a load is watched.
 
+use deepgen_core::alloc_watch::{LargestAllocation, largest_allocation};
 use deepgen_core::candle::{DType, Device};
 use deepgen_core::candle_nn::{self, VarMap};
 use deepgen_core::checkpoint::{METADATA_KEY, load_varmap, save_varmap};
 use deepgen_core::{Adam, AdamConfig, Checkpoint, Error, seeded_var_builder};
 use proptest::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
 
-/// The system allocator, recording the largest allocation of the thread
-/// being watched.
-struct Watching;
-
-thread_local! {
-    /// `Some(largest so far)` while a load is watched on this thread.
-    static LARGEST: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn record(size: usize) {
-    // `try_with`: the slot may be gone while the thread is being torn down.
-    let _ = LARGEST.try_with(|largest| {
-        if let Some(max) = largest.get() {
-            largest.set(Some(max.max(size)));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; recording touches only a
-// `const`-initialised thread-local `Cell` with no destructor, which never allocates.
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: the caller's contract for `alloc` is passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Watching = Watching;
+static ALLOCATOR: LargestAllocation = LargestAllocation;
 
 /// Besides the file's bytes (read whole) and the tensors copied out of them:
 /// the parsed header (a shape `[0,0,…]` takes 8 bytes per 2 of JSON), maps,
@@ -113,9 +70,7 @@ fn check_load(bytes: &[u8]) -> Result<(), TestCaseError> {
     let file = temp_file(bytes);
     let path = file.path();
     let bound = ALLOWANCE + PER_FILE_BYTE * bytes.len();
-    LARGEST.with(|l| l.set(Some(0)));
-    let loaded = Checkpoint::load(path, &Device::Cpu);
-    let largest = LARGEST.with(|l| l.replace(None)).unwrap_or(0);
+    let (loaded, largest) = largest_allocation(|| Checkpoint::load(path, &Device::Cpu));
     prop_assert!(
         largest <= bound,
         "allocated {largest} bytes at once loading a {}-byte file: {loaded:?}",

@@ -9,60 +9,17 @@
 //! buffers of `BufReader` and the inflater. A header claiming a gigabyte in a
 //! file of a few bytes would blow that bound long before it exhausted memory.
 
+use deepgen_core::alloc_watch::{LargestAllocation, largest_allocation};
 use deepgen_data::idx::{IMAGES_MAGIC, LABELS_MAGIC, MAX_PAYLOAD_BYTES, read_idx};
 use deepgen_data::{Error, IdxArray};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use proptest::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::Path;
 
-/// The system allocator, recording the largest allocation of the thread
-/// being watched.
-struct Watching;
-
-thread_local! {
-    /// `Some(largest so far)` while a read is watched on this thread.
-    static LARGEST: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-fn record(size: usize) {
-    // `try_with`: the slot may be gone while the thread is being torn down.
-    let _ = LARGEST.try_with(|largest| {
-        if let Some(max) = largest.get() {
-            largest.set(Some(max.max(size)));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded to `System` unchanged; recording touches only a
-// `const`-initialised thread-local `Cell` with no destructor, which never allocates.
-unsafe impl GlobalAlloc for Watching {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: the caller's contract for `alloc` is passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        record(layout.size());
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Watching = Watching;
+static ALLOCATOR: LargestAllocation = LargestAllocation;
 
 /// What the reader may allocate besides the data itself: `BufReader`'s 8 KiB,
 /// the inflater's state and window (about 40 KiB), paths and messages.
@@ -71,10 +28,7 @@ const ALLOWANCE: usize = 256 * 1024;
 /// Reads `path` as IDX; returns the result and the largest single allocation
 /// made meanwhile.
 fn watched_read(path: &Path, magic: Option<u32>) -> (Result<IdxArray, Error>, usize) {
-    LARGEST.with(|l| l.set(Some(0)));
-    let result = read_idx(path, magic);
-    let largest = LARGEST.with(|l| l.replace(None)).unwrap_or(0);
-    (result, largest)
+    largest_allocation(|| read_idx(path, magic))
 }
 
 /// The bytes of an IDX file: `magic`, the header dimensions (which may lie),
