@@ -164,6 +164,17 @@ pub fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A number of samples to draw and score, at most
+/// [`crate::sample::MAX_SAMPLES`] (`--samples 10¹²` once ran out of memory).
+pub fn sample_count(text: &str) -> Result<usize, String> {
+    let max = crate::sample::MAX_SAMPLES;
+    match text.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        Ok(n) => Err(format!("{n} is more than the {max} samples a command draws at most")),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
 /// A weight flag, a finite number ≥ 0 (`--beta -1` is an error).
 pub fn non_negative_f64(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {

@@ -4,7 +4,7 @@
 //! set), which `deepgen eval samples` runs on any IDX file and every
 //! family's `eval` runs on its own samples.
 
-use crate::args::{DataArg, at_least_one};
+use crate::args::{DataArg, at_least_one, sample_count};
 use crate::run::{EVAL_BATCH, checkpoint_file, load_dataset, open_device, say};
 use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
@@ -354,7 +354,7 @@ pub fn eval_samples(args: &SampleEvalArgs) -> Result<()> {
 #[derive(Debug, Clone, Args)]
 pub struct SampleScoreArgs {
     /// Prior samples to score with the classifier (0: none).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = sample_count)]
     pub samples: usize,
     #[command(flatten)]
     pub judge: JudgeArgs,

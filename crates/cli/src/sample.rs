@@ -49,8 +49,11 @@ pub struct SampleArgs {
 /// noise drawn with `seed`, in batches; `None` for a model without a prior.
 ///
 /// # Errors
-/// The model's errors.
+/// More than [`MAX_SAMPLES`] (before any is drawn); the model's errors.
 pub fn draw_samples(model: &impl Generative, n: usize, seed: u64, device: &Device) -> Result<Option<Tensor>> {
+    if n > MAX_SAMPLES {
+        bail!("{n} samples are more than the {MAX_SAMPLES} a command draws at most (lower --samples or --n)");
+    }
     let mut rng = derived_rng(seed, 0);
     let mut parts = Vec::new();
     for start in (0..n).step_by(SAMPLE_BATCH) {

@@ -64,6 +64,10 @@ fn bad_flags_are_rejected_with_their_reason() {
     );
     reject("ae", &["--sparsity", "-0.5"], "-0.5 is not a finite number ≥ 0");
     assert_flag_rejected(&deepgen(&["eval", "vae", "--k", "0"]), "'--k <K>': must be at least 1");
+    assert_flag_rejected(
+        &deepgen(&["eval", "vae", "--samples", "1000000000000"]),
+        "more than the 100000 samples a command draws at most",
+    );
     assert!(!run.exists(), "a rejected command leaves no run directory");
 }
 
@@ -184,6 +188,29 @@ fn train_resume_and_eval_a_vae_run() {
     let log_px = value("test log-likelihood (importance sampling, K = 50): ");
     let elbo = value("test ELBO (one sample): ");
     assert!(log_px < 0.0 && log_px > elbo - 1.0, "log p̂(x) {log_px}, ELBO {elbo}");
+
+    // A K above one call's 10,000 samples is drawn in parts (issue 18: K at
+    // 10⁹ grew memory without bound); the estimate stays a log-likelihood.
+    let output = deepgen(&[
+        "eval",
+        "vae",
+        "--checkpoint",
+        utf8(&run),
+        "--data-dir",
+        utf8(dir.path()),
+        "--k",
+        "20001",
+        "--n-test",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let big_k = text(&output.stdout);
+    assert!(
+        big_k.contains("test log-likelihood (importance sampling, K = 20001): -"),
+        "{big_k}"
+    );
 
     // A missing run and a file that is not a checkpoint.
     let eval = |checkpoint: &Path| {

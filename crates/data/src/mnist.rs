@@ -94,7 +94,19 @@ impl Dataset {
     ///
     /// [`Error::MissingFile`] when neither exists; its message names the path
     /// and the `cargo xtask fetch-mnist` command that gets it.
+    /// [`Error::Io`] when `dir` is not a folder or cannot be read (the OS
+    /// error, not "not found").
     pub fn locate(self, dir: &Path, name: &str) -> Result<PathBuf> {
+        match std::fs::read_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    op: "read the data folder",
+                    path: dir.into(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
         let raw = dir.join(name);
         let gz = dir.join(format!("{name}.gz"));
         if gz.is_file() {
@@ -579,6 +591,26 @@ mod tests {
         ] {
             assert_ne!(base.checksum().unwrap(), other.checksum().unwrap());
         }
+    }
+
+    /// A data folder that is a file is said to be one (issue 18: it was
+    /// "not found"); a folder that does not exist is a missing file with the
+    /// command that fetches it.
+    #[test]
+    fn a_data_folder_that_cannot_be_read_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"not a folder").unwrap();
+        let err = Dataset::Mnist.locate(&file, TRAIN_IMAGES).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        assert!(
+            err.to_string().contains("read the data folder") && !err.to_string().contains("not found"),
+            "{err}"
+        );
+        let missing = Dataset::Mnist
+            .locate(&dir.path().join("nowhere"), TRAIN_IMAGES)
+            .unwrap_err();
+        assert!(matches!(missing, Error::MissingFile { .. }), "{missing}");
     }
 
     #[test]

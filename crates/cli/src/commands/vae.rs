@@ -86,7 +86,7 @@ impl ModelCommand for VaeCommand {
         set(&mut training.output_bias, f.output_bias);
         c.validate()?;
         let batch = settings.batch_size.min(MAX_TRAIN_IMAGES);
-        let knobs = "--samples (n_samples), --iwae-k (objective) or --batch-size";
+        let knobs = "--samples, --iwae-k, --batch-size or the sizes --hidden and --latent";
         refuse_beyond_memory(c.step_bytes(batch), "one training step", knobs)
     }
 
