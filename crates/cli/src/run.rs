@@ -60,6 +60,11 @@ pub struct RunTable {
     /// trained on. Resuming the run, or repeating it from this file, on
     /// other files is refused (delete the key to train on other files).
     pub data_checksum: Option<String>,
+    /// Written by resumed runs: each change a `--resume` made to the
+    /// settings a run may change (`epochs 10 → 20`, `device cpu → cuda`),
+    /// in order; a run that began here has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<String>,
 }
 
 /// The resolved run settings.
@@ -81,6 +86,8 @@ pub struct RunSettings {
     pub device: DeviceChoice,
     /// The checksum of the image set, once loaded ([`TrainRun::load_images`]).
     pub data_checksum: Option<String>,
+    /// The changes resuming made ([`RunTable::history`]).
+    pub history: Vec<String>,
 }
 
 impl RunSettings {
@@ -106,6 +113,7 @@ impl RunSettings {
             seed: flags.seed.or(file.seed).unwrap_or(0),
             device,
             data_checksum: None,
+            history: Vec::new(),
         };
         for (name, value) in [("run.epochs", settings.epochs), ("run.batch_size", settings.batch_size)] {
             if value == 0 {
@@ -129,6 +137,7 @@ impl RunSettings {
             seed: Some(self.seed),
             device: Some(self.device.to_string()),
             data_checksum: self.data_checksum.clone(),
+            history: self.history.clone(),
         }
     }
 }
@@ -283,8 +292,10 @@ impl TrainRun {
             .clone()
             .unwrap_or_else(|| Path::new("runs").join(format!("{family}-{}", settings.data.name())));
         check_run_dir(&run_dir, flags.resume)?;
+        let mut settings = settings;
         if flags.resume {
             refuse_changed_settings(&run_dir, &file.run, &settings)?;
+            settings.history = resumed_history(&file.run, &settings);
         }
         let recorded_checksum = file.run.data_checksum.clone().map(|sum| {
             let from = flags.config.clone().unwrap_or_else(|| run_dir.join(CONFIG_FILE));
@@ -563,6 +574,19 @@ fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings) ->
         );
     }
     Ok(())
+}
+
+/// The run's history after this `--resume`: the file's, then the changes
+/// to the settings a run may change (epochs, device), never silent.
+fn resumed_history(was: &RunTable, now: &RunSettings) -> Vec<String> {
+    let mut history = was.history.clone();
+    if let Some(epochs) = was.epochs.filter(|e| *e != now.epochs) {
+        history.push(format!("epochs {epochs} → {} (--resume)", now.epochs));
+    }
+    if let Some(device) = was.device.as_ref().filter(|d| **d != now.device.to_string()) {
+        history.push(format!("device {device} → {} (--resume)", now.device));
+    }
+    history
 }
 
 /// `[training]` as one line, for messages.

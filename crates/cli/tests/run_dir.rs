@@ -146,6 +146,9 @@ fn resume_refuses_other_data_batch_size_and_learning_rate() {
     );
     let more = resume(&[]);
     assert!(more.status.success(), "{}", text(&more.stderr));
+    // More epochs is a change a run may make; it is recorded, not silent.
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(config.contains("history = [\"epochs 1 → 2 (--resume)\"]"), "{config}");
 }
 
 /// Other files of the same data set (issue 18: epochs 1–3 on one set, the
