@@ -133,6 +133,9 @@ pub struct RunFlags {
     /// Continue the run in --out from its last checkpoint, with its own config.toml.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: continue at the --lr given instead of refusing a new one (recorded in config.toml's run.history).
+    #[arg(long, requires = "resume")]
+    pub change_lr: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,

@@ -294,7 +294,7 @@ impl TrainRun {
         check_run_dir(&run_dir, flags.resume)?;
         let mut settings = settings;
         if flags.resume {
-            refuse_changed_settings(&run_dir, &file.run, &settings)?;
+            refuse_changed_settings(&run_dir, &file.run, &settings, flags.change_lr)?;
             settings.history = resumed_history(&file.run, &settings);
         }
         let recorded_checksum = file.run.data_checksum.clone().map(|sum| {
@@ -553,9 +553,11 @@ fn foreign_files(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// A resumed run keeps the data, batch size and learning rate it began with
-/// (`--epochs` may grow, the device may change): a flag that changes one is
-/// refused with both values, instead of silently continuing another run.
-fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings) -> Result<()> {
+/// (`--epochs` may grow, the device may change, the learning rate with
+/// `--change-lr`, each recorded by [`resumed_history`]): a flag that changes
+/// one is refused with both values, instead of silently continuing another
+/// run.
+fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings, change_lr: bool) -> Result<()> {
     let mut changed = Vec::new();
     if let Some(data) = was.data.filter(|d| *d != now.data) {
         changed.push(format!("data was {}, now {}", data.name(), now.data.name()));
@@ -563,8 +565,11 @@ fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings) ->
     if let Some(batch) = was.batch_size.filter(|b| *b != now.batch_size) {
         changed.push(format!("batch size was {batch}, now {}", now.batch_size));
     }
-    if let Some(lr) = was.lr.filter(|lr| *lr != now.lr) {
-        changed.push(format!("learning rate was {lr}, now {}", now.lr));
+    if let Some(lr) = was.lr.filter(|lr| *lr != now.lr && !change_lr) {
+        changed.push(format!(
+            "learning rate was {lr}, now {} (--change-lr continues at it)",
+            now.lr
+        ));
     }
     if !changed.is_empty() {
         bail!(
@@ -577,11 +582,15 @@ fn refuse_changed_settings(run_dir: &Path, was: &RunTable, now: &RunSettings) ->
 }
 
 /// The run's history after this `--resume`: the file's, then the changes
-/// to the settings a run may change (epochs, device), never silent.
+/// to the settings a run may change (epochs, device, the learning rate with
+/// `--change-lr`), never silent.
 fn resumed_history(was: &RunTable, now: &RunSettings) -> Vec<String> {
     let mut history = was.history.clone();
     if let Some(epochs) = was.epochs.filter(|e| *e != now.epochs) {
         history.push(format!("epochs {epochs} → {} (--resume)", now.epochs));
+    }
+    if let Some(lr) = was.lr.filter(|lr| *lr != now.lr) {
+        history.push(format!("lr {lr} → {} (--resume --change-lr)", now.lr));
     }
     if let Some(device) = was.device.as_ref().filter(|d| **d != now.device.to_string()) {
         history.push(format!("device {device} → {} (--resume)", now.device));

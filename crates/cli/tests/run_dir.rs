@@ -149,6 +149,17 @@ fn resume_refuses_other_data_batch_size_and_learning_rate() {
     // More epochs is a change a run may make; it is recorded, not silent.
     let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
     assert!(config.contains("history = [\"epochs 1 → 2 (--resume)\"]"), "{config}");
+    // A new learning rate only with --change-lr, and then on the record.
+    let mut again = args(&run, "3");
+    again.extend(["--resume", "--lr", "0.0005", "--change-lr"]);
+    let changed = deepgen(&again);
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(
+        config.contains("\"epochs 2 → 3 (--resume)\", \"lr 0.001 → 0.0005 (--resume --change-lr)\"")
+            && config.contains("lr = 0.0005"),
+        "{config}"
+    );
 }
 
 /// Other files of the same data set (issue 18: epochs 1–3 on one set, the
