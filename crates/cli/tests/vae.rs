@@ -161,18 +161,13 @@ fn train_resume_and_eval_a_vae_run() {
 
     // The run evaluates: importance-sampled log-likelihood above the ELBO
     // (up to noise), both per image.
-    let output = deepgen(&[
-        "eval",
-        "vae",
-        "--checkpoint",
-        utf8(&run),
-        "--data-dir",
-        utf8(dir.path()),
-        "--k",
-        "50",
-        "--device",
-        "cpu",
-    ]);
+    let eval = |checkpoint: &Path, extra: &[&str]| {
+        let mut args = vec!["eval", "vae", "--checkpoint", utf8(checkpoint)];
+        args.extend(["--data-dir", utf8(dir.path()), "--device", "cpu"]);
+        args.extend(extra);
+        deepgen(&args)
+    };
+    let output = eval(&run, &["--k", "50"]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let value = |prefix: &str| -> f64 {
@@ -191,20 +186,7 @@ fn train_resume_and_eval_a_vae_run() {
 
     // A K above one call's 10,000 samples is drawn in parts (issue 18: K at
     // 10⁹ grew memory without bound); the estimate stays a log-likelihood.
-    let output = deepgen(&[
-        "eval",
-        "vae",
-        "--checkpoint",
-        utf8(&run),
-        "--data-dir",
-        utf8(dir.path()),
-        "--k",
-        "20001",
-        "--n-test",
-        "2",
-        "--device",
-        "cpu",
-    ]);
+    let output = eval(&run, &["--k", "20001", "--n-test", "2"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let big_k = text(&output.stdout);
     assert!(
@@ -213,20 +195,11 @@ fn train_resume_and_eval_a_vae_run() {
     );
 
     // A missing run and a file that is not a checkpoint.
-    let eval = |checkpoint: &Path| {
-        deepgen(&[
-            "eval",
-            "vae",
-            "--checkpoint",
-            utf8(checkpoint),
-            "--data-dir",
-            utf8(dir.path()),
-            "--device",
-            "cpu",
-        ])
-    };
-    assert_fails_cleanly(&eval(&dir.path().join("nope")), "does not exist");
-    assert_fails_cleanly(&eval(&dir.path().join("t10k-labels-idx1-ubyte")), "cannot load a VAE");
+    assert_fails_cleanly(&eval(&dir.path().join("nope"), &[]), "does not exist");
+    assert_fails_cleanly(
+        &eval(&dir.path().join("t10k-labels-idx1-ubyte"), &[]),
+        "cannot load a VAE",
+    );
 }
 
 /// The output bias at the data's marginal against PyTorch's initialisation:
