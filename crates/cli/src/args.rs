@@ -141,6 +141,44 @@ pub struct RunFlags {
     pub quiet: bool,
 }
 
+/// A family's flags, declared once with where each goes: every flag is an
+/// `Option` (none keeps what `--config` or the default says), and the
+/// generated `apply` writes the given ones onto the model's configuration
+/// or the training options, through a map where the flag is not the field
+/// itself (`iwae_k: usize => model.objective = |k| Objective::Iwae { k }`).
+macro_rules! config_flags {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident onto ($model:ident: $config:ty, $training:ident: $training_ty:ty) {
+            $(
+                $(#[$flag_meta:meta])*
+                $flag:ident: $ty:ty => $root:ident $(.$path:ident)+ $(= $map:expr)?,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, clap::Args)]
+        pub struct $name {
+            $($(#[$flag_meta])* pub $flag: Option<$ty>,)*
+        }
+
+        impl $name {
+            /// Writes every flag given onto the configuration or the training options.
+            #[allow(unused_variables)]
+            pub fn apply(&self, $model: &mut $config, $training: &mut $training_ty) {
+                $(
+                    if let Some(value) = &self.$flag {
+                        $root $(.$path)+ = config_flags!(@map value.to_owned() $(, $map)?);
+                    }
+                )*
+            }
+        }
+    };
+    (@map $value:expr) => { $value };
+    (@map $value:expr, $map:expr) => { ($map)($value) };
+}
+pub(crate) use config_flags;
+
 /// `value = Some(new)` replaces `value`: a flag given overrides the
 /// configuration.
 pub fn set<T>(value: &mut T, new: Option<T>) {

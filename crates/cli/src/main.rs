@@ -27,6 +27,7 @@ mod points;
 mod run;
 mod sample;
 
+use args::TrainArgs;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -78,17 +79,17 @@ enum TrainModel {
     /// Train a CNN classifier on MNIST or Fashion-MNIST (the evaluator of generated digits).
     Cnn(commands::cnn::TrainArgs),
     /// Train a variational autoencoder (pytorch/examples' 784-400-20 VAE by default).
-    Vae(commands::vae::TrainArgs),
+    Vae(TrainArgs<commands::vae::VaeFlags>),
     /// Train a deterministic autoencoder: plain, linear (PCA) or sparse.
-    Ae(commands::ae::TrainArgs),
+    Ae(TrainArgs<commands::ae::AeFlags>),
     /// Train a two-layer hierarchical VAE (the IWAE paper's 784-200-200-100 / 100-100-50 by default).
-    Hvae(commands::hvae::TrainArgs),
+    Hvae(TrainArgs<commands::hvae::HvaeFlags>),
     /// Train a GAN: MLPs on 2-D points (--data ring|grid, PacGAN's settings) or DCGAN on images.
-    Gan(commands::gan::TrainArgs),
+    Gan(TrainArgs<commands::gan::GanFlags>),
     /// Train a score model on 2-D points (--data mixture|ring|grid|moons|swiss-roll): exact-trace, sliced or denoising score matching.
-    Score(commands::score::TrainArgs),
+    Score(TrainArgs<commands::score::ScoreFlags>),
     /// Train a diffusion model: the PyTorch twin's UNet on images, or an MLP on 2-D points; ε-, x₀- or v-prediction.
-    Diffusion(commands::diffusion::TrainArgs),
+    Diffusion(TrainArgs<commands::diffusion::DiffusionFlags>),
     /// Train SimCLR (NT-Xent on two augmented views) on images, with a linear probe and k-NN after every epoch.
     Simclr(commands::simclr::TrainArgs),
 }

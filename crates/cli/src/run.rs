@@ -702,8 +702,16 @@ pub trait ModelCommand {
         }
     }
 
-    /// Before the first step: data-dependent initialisation and the
-    /// end-of-epoch evaluation; by default only the evaluation,
+    /// Data-dependent initialisation of a new model, before its first step
+    /// (a resumed run then loads its checkpoint over it); none by default.
+    ///
+    /// # Errors
+    /// The model's errors.
+    fn initialise(_model: &Self::Model, _training: &Self::Training, _data: &TrainData) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before the first step: the end-of-epoch evaluation; by default
     /// [`Self::test_metrics`] on the test rows (see [`evaluate_on_test`]).
     ///
     /// # Errors
@@ -797,6 +805,7 @@ pub fn train<C: ModelCommand>(args: &TrainArgs<C::Flags>) -> Result<()> {
     let total_steps = run.total_steps(batches.n_batches())?;
     let adam = C::adam(&training, &run.settings, total_steps);
     let trainer = Trainer::<C::Model>::new(&config, adam, run.settings.seed, &device)?;
+    C::initialise(trainer.model(), &training, &data)?;
     let mut trainer = C::prepare(trainer, &training, &data, &device)?;
     let mut pictures = EpochPictures::new(trainer.model(), &run.run_dir, &test, run.settings.seed)?;
 

@@ -1,7 +1,7 @@
 //! The observation models `p_θ(x|z)`: Bernoulli (logits), Gaussian with unit
 //! variance, Gaussian with a learned diagonal variance `σ(NN_β(z))`.
 
-use crate::config::{Architecture, DecoderKind, VaeConfig};
+use crate::config::{Architecture, DecoderKind, OutputBias, VaeConfig};
 use crate::encoder::CONV_CHANNELS;
 use candle::{D, Tensor, Var};
 use candle_nn::VarBuilder;
@@ -267,6 +267,19 @@ impl Decoder {
             len => Tensor::cat(&[&loc, &bias.narrow(0, len, width - len)?.copy()?], 0)?,
         };
         Ok(Var::from_tensor(bias)?.set(&value)?)
+    }
+
+    /// Starts the output bias as `start` says: the data's marginal
+    /// ([`Self::init_output_bias`] on `images`) or nn.Linear's
+    /// `U(±1/√fan_in)`, which the decoder was built with (left as it is).
+    ///
+    /// # Errors
+    /// Those of [`Self::init_output_bias`] for [`OutputBias::Marginal`].
+    pub fn start_output_bias(&self, start: OutputBias, images: &Tensor) -> crate::Result<()> {
+        match start {
+            OutputBias::Marginal => self.init_output_bias(images),
+            OutputBias::Pytorch => Ok(()),
+        }
     }
 
     /// `E[x|z]`, what pictures show: `σ(logits)` or the Gaussian mean.

@@ -11,7 +11,7 @@ use deepgen_core::nn::Linear;
 use deepgen_core::rng::{rand_uniform, rng_from_seed};
 use deepgen_core::seeded_var_builder;
 use deepgen_vae::decoder::MARGINAL_CLAMP;
-use deepgen_vae::{Architecture, Decoder, DecoderKind, VaeConfig, vae};
+use deepgen_vae::{Architecture, Decoder, DecoderKind, OutputBias, VaeConfig, vae};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -250,5 +250,25 @@ fn bad_inputs_are_errors() -> Result<()> {
         .err()
         .map(|e| e.to_string());
     assert!(err.as_deref().is_some_and(|e| e.contains("no variable")), "{err:?}");
+    Ok(())
+}
+
+/// `start_output_bias`: `pytorch` leaves every variable as built (nn.Linear's
+/// start), `marginal` is `init_output_bias` to the bit.
+#[test]
+fn start_output_bias_keeps_pytorch_and_sets_marginal() -> Result<()> {
+    let (d, seed) = (6, 3);
+    let rows = tensor(&images(seed, 40, d, 0.3)?)?;
+    let (model, varmap) = mlp_model(DecoderKind::Bernoulli, d, seed)?;
+    let built = other_values(&varmap, "")?;
+    model.decoder().start_output_bias(OutputBias::Pytorch, &rows)?;
+    assert_eq!(other_values(&varmap, "")?, built, "pytorch keeps nn.Linear's bias");
+
+    model.decoder().start_output_bias(OutputBias::Marginal, &rows)?;
+    let (twin, twin_vars) = mlp_model(DecoderKind::Bernoulli, d, seed)?;
+    twin.decoder().init_output_bias(&rows)?;
+    let started = other_values(&varmap, "")?;
+    assert_ne!(started, built, "marginal moves the bias");
+    assert_eq!(started, other_values(&twin_vars, "")?);
     Ok(())
 }

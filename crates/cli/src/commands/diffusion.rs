@@ -28,9 +28,6 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Flags of `deepgen train diffusion`.
-pub type TrainArgs = crate::args::TrainArgs<DiffusionFlags>;
-
 /// The diffusion model's own flags; each overrides `[model]` of `--config`.
 #[derive(Debug, clap::Args)]
 pub struct DiffusionFlags {

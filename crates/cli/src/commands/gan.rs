@@ -19,9 +19,6 @@ use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Flags of `deepgen train gan`.
-pub type TrainArgs = crate::args::TrainArgs<GanFlags>;
-
 /// The GAN's own flags; each overrides `[model]`/`[training]` of `--config`.
 #[derive(Debug, clap::Args)]
 pub struct GanFlags {

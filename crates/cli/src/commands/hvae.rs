@@ -3,8 +3,8 @@
 //! and `eval` are the generic ones); `metrics.csv` adds the per-layer KL,
 //! the active units of each layer and `β`, the columns of posterior collapse.
 
-use crate::args::{at_least_one, non_negative_f64, positive_f64, set};
-use crate::commands::vae;
+use crate::args::{at_least_one, config_flags, non_negative_f64, positive_f64};
+use crate::commands::vae::VaeCommand;
 use crate::run::{EVAL_BATCH, ModelCommand, RunDefaults, RunSettings};
 use anyhow::{Result, bail};
 use deepgen_core::candle::Tensor;
@@ -17,39 +17,33 @@ const LOG_PX_IMAGES: usize = 1000;
 /// The largest `--eval-k`: 10⁹ decoder passes after every epoch.
 const MAX_EVAL_K: usize = 1_000_000;
 
-/// Flags of `deepgen train hvae`.
-pub type TrainArgs = crate::args::TrainArgs<HvaeFlags>;
-
-/// The hierarchical VAE's own flags; each overrides `[model]`/`[training]` of `--config`.
-#[derive(Debug, clap::Args)]
-pub struct HvaeFlags {
-    /// Size of the lower latent z1 (the one the decoder reads) [default: 100].
-    #[arg(long, value_name = "D1", value_parser = at_least_one)]
-    pub z1: Option<usize>,
-    /// Size of the top latent z2 [default: 50].
-    #[arg(long, value_name = "D2", value_parser = at_least_one)]
-    pub z2: Option<usize>,
-    /// Hidden layers of q(z1|x), comma-separated; p(x|z1) mirrors them [default: 200,200].
-    #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
-    pub hidden1: Option<Vec<usize>>,
-    /// Hidden layers of q(z2|z1), comma-separated; p(z1|z2) mirrors them [default: 100,100].
-    #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
-    pub hidden2: Option<Vec<usize>>,
-    /// KL warm-up: β rises linearly from 0 to 1 over EPOCHS epochs [default: β = 1 throughout].
-    #[arg(long, value_name = "EPOCHS", allow_hyphen_values = true, value_parser = non_negative_f64)]
-    pub warmup: Option<f64>,
-    /// Cyclical KL annealing: β rises from 0 to 1 over the first half of every PERIOD epochs, then holds 1.
-    #[arg(long, value_name = "PERIOD", allow_hyphen_values = true, value_parser = positive_f64, conflicts_with = "warmup")]
-    pub cyclical: Option<f64>,
-    /// Free bits: each group's KL counts as at least LAMBDA nats (0: off) [default: 0].
-    #[arg(long, value_name = "LAMBDA", allow_hyphen_values = true, value_parser = non_negative_f64)]
-    pub free_bits: Option<f64>,
-    /// Latent units per free-bits group (1: per unit) [default: 1].
-    #[arg(long, value_name = "G", value_parser = at_least_one)]
-    pub free_bits_group: Option<usize>,
-    /// Also report test_log_px after every epoch: log p(x) by importance sampling with K samples on the first 1000 test images.
-    #[arg(long, value_name = "K", value_parser = at_least_one)]
-    pub eval_k: Option<usize>,
+config_flags! {
+    /// The hierarchical VAE's own flags; each overrides `[model]`/`[training]` of `--config`.
+    pub struct HvaeFlags onto (model: HvaeConfig, training: HvaeTraining) {
+        /// Size of the lower latent z1 (the one the decoder reads) [default: 100].
+        #[arg(long, value_name = "D1", value_parser = at_least_one)] z1: usize => model.latent1,
+        /// Size of the top latent z2 [default: 50].
+        #[arg(long, value_name = "D2", value_parser = at_least_one)] z2: usize => model.latent2,
+        /// Hidden layers of q(z1|x), comma-separated; p(x|z1) mirrors them [default: 200,200].
+        #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
+        hidden1: Vec<usize> => model.hidden1,
+        /// Hidden layers of q(z2|z1), comma-separated; p(z1|z2) mirrors them [default: 100,100].
+        #[arg(long, value_name = "H", value_delimiter = ',', value_parser = at_least_one)]
+        hidden2: Vec<usize> => model.hidden2,
+        /// KL warm-up: β rises linearly from 0 to 1 over EPOCHS epochs [default: β = 1 throughout].
+        #[arg(long, value_name = "EPOCHS", allow_hyphen_values = true, value_parser = non_negative_f64)]
+        warmup: f64 => model.schedule = |warmup| KlSchedule::Linear { warmup },
+        /// Cyclical KL annealing: β rises from 0 to 1 over the first half of every PERIOD epochs, then holds 1.
+        #[arg(long, value_name = "PERIOD", allow_hyphen_values = true, value_parser = positive_f64, conflicts_with = "warmup")]
+        cyclical: f64 => model.schedule = |period| KlSchedule::Cyclical { period, ramp: 0.5 },
+        /// Free bits: each group's KL counts as at least LAMBDA nats (0: off) [default: 0].
+        #[arg(long, value_name = "LAMBDA", allow_hyphen_values = true, value_parser = non_negative_f64)]
+        free_bits: f64 => model.free_bits,
+        /// Latent units per free-bits group (1: per unit) [default: 1].
+        #[arg(long, value_name = "G", value_parser = at_least_one)] free_bits_group: usize => model.free_bits_group,
+        /// Also report test_log_px after every epoch: log p(x) by importance sampling with K samples on the first 1000 test images.
+        #[arg(long, value_name = "K", value_parser = at_least_one)] eval_k: usize => training.eval_k = Some,
+    }
 }
 
 /// The hierarchical VAE's `[training]` table.
@@ -70,19 +64,10 @@ impl ModelCommand for HvaeCommand {
     type Flags = HvaeFlags;
     const DESCRIPTION: &'static str = "a hierarchical VAE";
     /// The VAE's schedule, so that the two models compare run for run.
-    const DEFAULTS: RunDefaults = vae::DEFAULTS;
+    const DEFAULTS: RunDefaults = VaeCommand::DEFAULTS;
 
     fn apply_flags(f: &HvaeFlags, _: &RunSettings, c: &mut HvaeConfig, training: &mut HvaeTraining) -> Result<()> {
-        set(&mut c.latent1, f.z1);
-        set(&mut c.latent2, f.z2);
-        set(&mut c.hidden1, f.hidden1.clone());
-        set(&mut c.hidden2, f.hidden2.clone());
-        let warmup = f.warmup.map(|warmup| KlSchedule::Linear { warmup });
-        let cyclical = f.cyclical.map(|period| KlSchedule::Cyclical { period, ramp: 0.5 });
-        set(&mut c.schedule, warmup.or(cyclical));
-        set(&mut c.free_bits, f.free_bits);
-        set(&mut c.free_bits_group, f.free_bits_group);
-        set(&mut training.eval_k, f.eval_k.map(Some));
+        f.apply(c, training);
         if let Some(k) = training.eval_k.filter(|&k| k > MAX_EVAL_K) {
             bail!(
                 "--eval-k {k}: above {MAX_EVAL_K} the per-epoch log p(x) takes hours; `deepgen eval hvae --k` shows progress"

@@ -25,9 +25,6 @@ use deepgen_score::{
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// Flags of `deepgen train score`.
-pub type TrainArgs = crate::args::TrainArgs<ScoreFlags>;
-
 /// The score model's own flags; each overrides `[model]` of `--config`.
 #[derive(Debug, clap::Args)]
 pub struct ScoreFlags {
