@@ -1,15 +1,18 @@
 //! Project automation for the deepgen workspace, run as `cargo xtask <command>`
 //! (the alias lives in `.cargo/config.toml`).
 //!
-//! - `cargo xtask test-all`: formatting check, clippy with warnings denied,
-//!   every test of the workspace (property tests and doc tests included; the
-//!   `#[ignore = "needs data/mnist"]` tests too when `data/mnist` is there)
-//!   and a build of the optional `hub` feature. The last line of its output
+//! - `cargo xtask test-all`: formatting check, clippy with warnings denied
+//!   (the optional `hub` feature on), every test of the workspace (property
+//!   tests and doc tests included; the `#[ignore = "needs data/mnist"]` tests
+//!   too when `data/mnist` is there). The last line of its output
 //!   is `test-all: N passed, M failed`.
 //! - `cargo xtask fetch-mnist [--fashion] [--from DIR] [--dest DIR]`: gets
 //!   the four MNIST (or Fashion-MNIST) files, verified by MD5.
 //! - `cargo xtask bench [--filter NAME]`: runs the `[[bench]]` targets and
 //!   writes their `BENCH` lines as a table to `target/bench.md`.
+//! - `cargo xtask check-cuda [--venv DIR] [--compute-cap N]`: clippy over
+//!   every crate and target with `--features cuda`, with `nvcc` from NVIDIA's
+//!   Python wheels in a cached virtual environment (no GPU, no toolkit).
 //!
 //! This crate depends on no deepgen crate and not on Candle: it is the first
 //! thing CI compiles, so it must build quickly; its only dependencies are
@@ -17,6 +20,7 @@
 //! (see [`project_root`]).
 
 mod bench;
+mod check_cuda;
 mod fetch_mnist;
 mod test_all;
 
@@ -52,6 +56,8 @@ enum Cmd {
     FetchMnist(fetch_mnist::Args),
     /// Run the benchmarks and write a table to target/bench.md.
     Bench(bench::Args),
+    /// Type-check every crate with --features cuda, with NVIDIA's compiler from pip (no GPU needed).
+    CheckCuda(check_cuda::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is::<test_all::Reported>() => ExitCode::FAILURE,
+        Err(err) if err.is::<check_cuda::NoWheels>() => {
+            eprintln!("error: {err}");
+            ExitCode::from(check_cuda::NoWheels::EXIT_CODE)
+        }
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
@@ -79,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::TestAll(args) => test_all::run(args),
         Cmd::FetchMnist(args) => fetch_mnist::run(args, &user_dir, &root),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::CheckCuda(args) => check_cuda::run(args),
     }
 }
 

@@ -141,6 +141,21 @@ mod tests {
         Ok(())
     }
 
+    /// The CUDA build opens the GPU, and `auto` picks it (run with
+    /// `cargo test --features cuda -- --include-ignored` on a GPU machine;
+    /// CI type-checks it with `cargo xtask check-cuda`).
+    #[cfg(feature = "cuda")]
+    #[test]
+    #[ignore = "needs an NVIDIA GPU and its driver"]
+    fn cuda_build_opens_the_gpu() -> Result<()> {
+        let device = select_device("cuda")?;
+        assert!(device.is_cuda(), "{device:?}");
+        assert!(select_device("auto")?.is_cuda());
+        let ones = candle::Tensor::ones(3, candle::DType::F32, &device)?;
+        assert_eq!(ones.sum_all()?.to_scalar::<f32>()?, 3.0);
+        Ok(())
+    }
+
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_without_feature_says_how_to_get_it() {
