@@ -666,12 +666,16 @@ pub trait ModelCommand {
     const DESCRIPTION: &'static str;
     /// Epochs, batch size and learning rate when nothing says otherwise.
     const DEFAULTS: RunDefaults;
-    /// Whether the family also models 2-D point sets (`--data ring`, …).
-    const POINTS: bool = false;
+    /// The defaults for the 2-D point sets (`--data ring`, …) of a family
+    /// that models them; `None`, the default: images only.
+    const POINT_DEFAULTS: Option<RunDefaults> = None;
 
-    /// The defaults for the data set `data` ([`Self::DEFAULTS`] for all).
-    fn defaults(_data: DataArg) -> RunDefaults {
-        Self::DEFAULTS
+    /// The defaults for the data set `data`.
+    fn defaults(data: DataArg) -> RunDefaults {
+        match (data.points(), Self::POINT_DEFAULTS) {
+            (Some(_), Some(points)) => points,
+            _ => Self::DEFAULTS,
+        }
     }
 
     /// The configuration when no file gives one, for the data set `data`.
@@ -770,7 +774,7 @@ pub fn train<C: ModelCommand>(args: &TrainArgs<C::Flags>) -> Result<()> {
     let family = <C::Model as TrainableModel>::FAMILY;
     let (flags, run_flags) = (&args.model, &args.run);
     let (mut run, mut config, mut training) = TrainRun::start::<_, C::Training>(run_flags, family, C::defaults)?;
-    if run.settings.data.points().is_some() && !C::POINTS {
+    if run.settings.data.points().is_some() && C::POINT_DEFAULTS.is_none() {
         bail!(
             "`deepgen train {family}` models 28×28 images; --data {} is a 2-D point set (for gan)",
             run.settings.data.name()

@@ -170,19 +170,12 @@ impl ModelCommand for DiffusionCommand {
         batch_size: 128,
         lr: 2e-4,
     };
-    const POINTS: bool = true;
-
     /// 2-D points: 20 epochs of 390 batches of 256 at 1e-3.
-    fn defaults(data: DataArg) -> RunDefaults {
-        match data.points() {
-            Some(_) => RunDefaults {
-                epochs: 20,
-                batch_size: 256,
-                lr: 1e-3,
-            },
-            None => Self::DEFAULTS,
-        }
-    }
+    const POINT_DEFAULTS: Option<RunDefaults> = Some(RunDefaults {
+        epochs: 20,
+        batch_size: 256,
+        lr: 1e-3,
+    });
 
     fn default_config(data: DataArg) -> DiffusionConfig {
         match data.points() {

@@ -85,19 +85,12 @@ impl ModelCommand for GanCommand {
         batch_size: 64,
         lr: 2e-4,
     };
-    const POINTS: bool = true;
-
     /// PacGAN's 2-D settings: Adam 1e-4, batch 100.
-    fn defaults(data: DataArg) -> RunDefaults {
-        match data.points() {
-            Some(_) => RunDefaults {
-                epochs: 10,
-                batch_size: 100,
-                lr: 1e-4,
-            },
-            None => Self::DEFAULTS,
-        }
-    }
+    const POINT_DEFAULTS: Option<RunDefaults> = Some(RunDefaults {
+        epochs: 10,
+        batch_size: 100,
+        lr: 1e-4,
+    });
 
     fn default_config(data: DataArg) -> GanConfig {
         match data.points() {

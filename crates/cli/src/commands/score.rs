@@ -135,7 +135,8 @@ impl ModelCommand for ScoreCommand {
         batch_size: 128,
         lr: 1e-3,
     };
-    const POINTS: bool = true;
+    /// Score models are for points only (images are refused in `apply_flags`).
+    const POINT_DEFAULTS: Option<RunDefaults> = Some(Self::DEFAULTS);
 
     /// Ten geometric levels over the data's scales; annealed Langevin with
     /// `α_i = 0.1 σ_i²` (Song & Ermon's ε = 0.1 at σ_L = 1). Their mixture
