@@ -54,6 +54,13 @@ impl Linear {
     pub fn bias(&self) -> &Tensor {
         &self.bias
     }
+
+    /// The same layer with parameters that take no gradient: for a pass
+    /// that updates another network only (a GAN's generator step through
+    /// its discriminator), so that backward skips `∂W` and `∂b`.
+    pub fn detached(&self) -> Self {
+        Self::new(self.weight.detach(), self.bias.detach())
+    }
 }
 
 /// A fully connected layer `in_dim → out_dim` initialised like `nn.Linear`:
@@ -340,6 +347,12 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
         &self.bias
     }
 
+    /// The same layer with parameters that take no gradient (see
+    /// [`Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        Self::new(self.weight.detach(), self.bias.detach(), self.stride, self.padding)
+    }
+
     /// The (transposed) convolution without its bias.
     fn correlate(&self, xs: &Tensor) -> candle::Result<Tensor> {
         if TRANSPOSED {
@@ -352,6 +365,12 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
     /// `relu(conv(x) + b)`, bias and ReLU in one sweep ([`crate::ops::bias_relu`]).
     pub fn forward_relu(&self, xs: &Tensor) -> candle::Result<Tensor> {
         crate::ops::bias_relu(&self.correlate(xs)?, &self.bias)
+    }
+
+    /// `act(conv(x) + b)`, bias and activation in one sweep
+    /// ([`crate::ops::bias_activation`]).
+    pub fn forward_act(&self, xs: &Tensor, act: crate::ops::Activation) -> candle::Result<Tensor> {
+        crate::ops::bias_activation(&self.correlate(xs)?, &self.bias, act)
     }
 }
 
@@ -416,6 +435,103 @@ pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> c
         bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
         groups,
         eps,
+    })
+}
+
+/// Batch normalisation as PyTorch's `nn.BatchNorm1d`/`nn.BatchNorm2d`
+/// (scale 1, shift 0, `eps` 1e-5, momentum 0.1), on the one-op kernel of
+/// [`crate::ops::batch_norm()`]; [`BatchNorm::forward_act`] fuses the
+/// rectifier that follows it. The running statistics are variables under
+/// the same names as candle-nn's and PyTorch's (`running_mean`,
+/// `running_var`), so checkpoints carry them, updated in training by
+/// PyTorch's rule:
+///
+/// ```text
+/// running_mean ← (1 − m) running_mean + m μ_batch
+/// running_var  ← (1 − m) running_var  + m σ²_batch · M/(M − 1)     (unbiased, M values per channel)
+/// ```
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: candle::Var,
+    running_var: candle::Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm {
+    /// `act(BN(x))`: the batch's statistics (and the running ones updated)
+    /// when `train`, the running statistics otherwise.
+    ///
+    /// # Errors
+    /// A channel count other than the layer's; one value per channel in
+    /// training (PyTorch's error too: no variance to estimate).
+    pub fn forward_act(&self, xs: &Tensor, train: bool, act: crate::ops::Activation) -> candle::Result<Tensor> {
+        use crate::ops::BatchStatistics;
+        if !train {
+            let stats = BatchStatistics::Fixed {
+                mean: self.running_mean.as_tensor(),
+                var: self.running_var.as_tensor(),
+            };
+            return Ok(crate::ops::batch_norm(xs, &self.weight, &self.bias, stats, self.eps, act)?.0);
+        }
+        let values = xs.elem_count() / xs.dim(1)?.max(1);
+        if values < 2 {
+            candle::bail!(
+                "batch_norm: expected more than 1 value per channel when training, got {:?}",
+                xs.shape()
+            )
+        }
+        let (ys, moments) =
+            crate::ops::batch_norm(xs, &self.weight, &self.bias, BatchStatistics::Batch, self.eps, act)?;
+        let m = self.momentum;
+        let unbiased = values as f64 / (values - 1) as f64;
+        let moments = moments.to_dtype(self.running_mean.dtype())?;
+        let mean = (self.running_mean.as_tensor() * (1.0 - m))? + (moments.get(0)? * m)?;
+        let var = (self.running_var.as_tensor() * (1.0 - m))? + (moments.get(1)? * (m * unbiased))?;
+        self.running_mean.set(&mean?)?;
+        self.running_var.set(&var?)?;
+        Ok(ys)
+    }
+
+    /// The same layer with scale and shift that take no gradient (see
+    /// [`Linear::detached`]); the running statistics are shared, so a
+    /// training-mode pass still updates them, as PyTorch's does.
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            bias: self.bias.detach(),
+            ..self.clone()
+        }
+    }
+
+    /// The running mean and variance, `[C]` each.
+    pub fn running_statistics(&self) -> (&Tensor, &Tensor) {
+        (self.running_mean.as_tensor(), self.running_var.as_tensor())
+    }
+}
+
+impl candle::ModuleT for BatchNorm {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle::Result<Tensor> {
+        self.forward_act(xs, train, crate::ops::Activation::Identity)
+    }
+}
+
+/// Batch normalisation of `channels` channels with PyTorch's defaults.
+///
+/// # Errors
+/// Candle errors (a stored variable of another shape).
+pub fn batch_norm(channels: usize, vb: VarBuilder) -> candle::Result<BatchNorm> {
+    let running_mean = vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?;
+    let running_var = vb.get_with_hints(channels, "running_var", Init::Const(1.0))?;
+    Ok(BatchNorm {
+        weight: vb.get_with_hints(channels, "weight", Init::Const(1.0))?,
+        bias: vb.get_with_hints(channels, "bias", Init::Const(0.0))?,
+        running_mean: candle::Var::from_tensor(&running_mean)?,
+        running_var: candle::Var::from_tensor(&running_var)?,
+        eps: 1e-5,
+        momentum: 0.1,
     })
 }
 
@@ -583,6 +699,62 @@ mod tests {
         assert_eq!(
             ys.flatten_all()?.to_vec1::<f32>()?,
             [4.0, 4.0, 4.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+        );
+        Ok(())
+    }
+
+    /// Three training batches then evaluation: outputs and running
+    /// statistics equal candle-nn's `BatchNorm` (PyTorch's rule), and the
+    /// running variance is the momentum average of each batch's unbiased
+    /// variance computed here directly.
+    #[test]
+    fn batch_norm_running_statistics_follow_pytorch() -> candle::Result<()> {
+        use candle::ModuleT;
+        let dev = Device::Cpu;
+        let (ours_map, theirs_map) = (VarMap::new(), VarMap::new());
+        let ours = batch_norm(3, VarBuilder::from_varmap(&ours_map, DType::F64, &dev))?;
+        let config = candle_nn::BatchNormConfig {
+            eps: 1e-5,
+            remove_mean: true,
+            affine: true,
+            momentum: 0.1,
+        };
+        let theirs = candle_nn::batch_norm(3, config, VarBuilder::from_varmap(&theirs_map, DType::F64, &dev))?;
+        let mut rng = crate::rng_from_seed(8);
+        let (mut mean, mut var) = (vec![0.0; 3], vec![1.0; 3]);
+        for _ in 0..3 {
+            let x = (crate::rng::randn(&mut rng, (5, 3, 2, 2), &dev)?.to_dtype(DType::F64)? * 2.0)?;
+            let (a, b) = (ours.forward_t(&x, true)?, theirs.forward_t(&x, true)?);
+            assert!((a - b)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+            let per_channel = x.transpose(0, 1)?.flatten_from(1)?.to_vec2::<f64>()?;
+            for (c, values) in per_channel.iter().enumerate() {
+                let m = values.iter().sum::<f64>() / 20.0;
+                let unbiased = values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / 19.0;
+                mean[c] = 0.9 * mean[c] + 0.1 * m;
+                var[c] = 0.9 * var[c] + 0.1 * unbiased;
+            }
+        }
+        let (rm, rv) = ours.running_statistics();
+        let gap = |t: &Tensor, v: &[f64]| -> candle::Result<f64> {
+            Ok(t.to_vec1::<f64>()?
+                .iter()
+                .zip(v)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max))
+        };
+        assert!(gap(rm, &mean)? < 1e-12 && gap(rv, &var)? < 1e-12);
+        let x = crate::rng::randn(&mut rng, (4, 3, 2, 2), &dev)?.to_dtype(DType::F64)?;
+        let (a, b) = (ours.forward_t(&x, false)?, theirs.forward_t(&x, false)?);
+        assert!((a - b)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-12);
+        let names = |map: &VarMap| {
+            let mut n: Vec<String> = map.data().lock().unwrap().keys().cloned().collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&ours_map), names(&theirs_map), "same checkpoint names");
+        assert!(
+            ours.forward_t(&x.narrow(0, 0, 1)?.narrow(2, 0, 1)?.narrow(3, 0, 1)?, true)
+                .is_err()
         );
         Ok(())
     }

@@ -16,8 +16,9 @@
 
 use crate::Result;
 use candle::{ModuleT, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, VarBuilder};
-use deepgen_core::nn::{Conv2d, ConvTranspose2d, Linear, conv_transpose2d, conv2d, linear};
+use candle_nn::VarBuilder;
+use deepgen_core::nn::{BatchNorm, Conv2d, ConvTranspose2d, Linear, batch_norm, conv_transpose2d, conv2d, linear};
+use deepgen_core::ops::Activation;
 
 /// Channels of G's first feature map (and D's last).
 const WIDE: usize = 128;
@@ -25,27 +26,8 @@ const WIDE: usize = 128;
 const NARROW: usize = 64;
 /// Side of the smallest feature map.
 const SIDE: usize = 7;
-/// Slope of D's leaky ReLU.
-const LEAKY_SLOPE: f64 = 0.2;
-
-/// Batch norm with PyTorch's defaults (`eps` 1e-5, momentum 0.1, affine).
-///
-/// # Errors
-/// Candle errors.
-pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<BatchNorm> {
-    let config = BatchNormConfig {
-        eps: 1e-5,
-        remove_mean: true,
-        affine: true,
-        momentum: 0.1,
-    };
-    Ok(candle_nn::batch_norm(channels, config, vb)?)
-}
-
-/// `max(x, 0.2 x)`.
-fn leaky_relu(x: &Tensor) -> candle::Result<Tensor> {
-    candle_nn::ops::leaky_relu(x, LEAKY_SLOPE)
-}
+/// D's leaky ReLU.
+const LEAKY: Activation = Activation::LeakyRelu(0.2);
 
 /// DCGAN's generator: `z [n, latent] → images [n, 1, 28, 28]` in `[−1, 1]`.
 #[derive(Debug, Clone)]
@@ -79,9 +61,9 @@ impl ModuleT for DcganGenerator {
     fn forward_t(&self, z: &Tensor, train: bool) -> candle::Result<Tensor> {
         let n = z.dim(0)?;
         let h = candle::Module::forward(&self.project, z)?.reshape((n, WIDE, SIDE, SIDE))?;
-        let h = self.bn0.forward_t(&h, train)?.relu()?;
+        let h = self.bn0.forward_act(&h, train, Activation::Relu)?;
         let h = candle::Module::forward(&self.up1, &h)?;
-        let h = self.bn1.forward_t(&h, train)?.relu()?;
+        let h = self.bn1.forward_act(&h, train, Activation::Relu)?;
         candle::Module::forward(&self.up2, &h)?.tanh()
     }
 }
@@ -108,13 +90,24 @@ impl DcganDiscriminator {
             output: linear(WIDE * SIDE * SIDE, 1, vb.pp("output"))?,
         })
     }
+
+    /// The same discriminator with parameters that take no gradient (the
+    /// generator's step); the running statistics are shared.
+    pub fn detached(&self) -> Self {
+        Self {
+            down1: self.down1.detached(),
+            down2: self.down2.detached(),
+            bn2: self.bn2.detached(),
+            output: self.output.detached(),
+        }
+    }
 }
 
 impl ModuleT for DcganDiscriminator {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle::Result<Tensor> {
-        let h = leaky_relu(&candle::Module::forward(&self.down1, x)?)?;
+        let h = self.down1.forward_act(x, LEAKY)?;
         let h = candle::Module::forward(&self.down2, &h)?;
-        let h = leaky_relu(&self.bn2.forward_t(&h, train)?)?;
+        let h = self.bn2.forward_act(&h, train, LEAKY)?;
         candle::Module::forward(&self.output, &h.flatten_from(1)?)?.squeeze(1)
     }
 }

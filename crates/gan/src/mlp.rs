@@ -7,9 +7,9 @@
 use crate::penalty::InputGradient;
 use crate::{Error, Result};
 use candle::{Module, ModuleT, Tensor};
-use candle_nn::BatchNorm;
 use candle_nn::VarBuilder;
-use deepgen_core::nn::{Linear, linear};
+use deepgen_core::nn::{BatchNorm, Linear, linear};
+use deepgen_core::ops::Activation;
 
 /// Slope of the leaky ReLU for `x < 0` (DCGAN's 0.2).
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -35,8 +35,8 @@ impl MlpGenerator {
             let norms = hidden
                 .iter()
                 .enumerate()
-                .map(|(i, &w)| crate::dcgan::batch_norm(w, vb.pp(format!("norm.{i}"))))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|(i, &w)| deepgen_core::nn::batch_norm(w, vb.pp(format!("norm.{i}"))))
+                .collect::<candle::Result<Vec<_>>>()?;
             Some(norms)
         } else {
             None
@@ -56,10 +56,10 @@ impl ModuleT for MlpGenerator {
         let mut h = z.clone();
         for (i, layer) in self.hidden.iter().enumerate() {
             h = layer.forward(&h)?;
-            if let Some(norms) = &self.norms {
-                h = norms[i].forward_t(&h, train)?;
-            }
-            h = h.relu()?;
+            h = match &self.norms {
+                Some(norms) => norms[i].forward_act(&h, train, Activation::Relu)?,
+                None => deepgen_core::ops::relu(&h)?,
+            };
         }
         self.output.forward(&h)
     }
@@ -90,6 +90,16 @@ impl MlpDiscriminator {
             pieces,
             output: linear(last, 1, vb.pp("output"))?,
         })
+    }
+
+    /// The same discriminator with parameters that take no gradient (the
+    /// generator's step).
+    pub fn detached(&self) -> Self {
+        Self {
+            hidden: self.hidden.iter().map(Linear::detached).collect(),
+            pieces: self.pieces,
+            output: self.output.detached(),
+        }
     }
 
     /// The activations of every hidden layer and the slope each unit's

@@ -115,6 +115,22 @@ impl Gan {
         })
     }
 
+    /// [`Gan::discriminate`] with D's parameters held fixed: the same
+    /// values, and a backward pass that computes gradients for `xs` (the
+    /// generator) but not for D's weights, which the generator's step does
+    /// not use (PyTorch's twin computes and discards them). D's running
+    /// statistics are still updated in training mode.
+    ///
+    /// # Errors
+    /// As [`Gan::discriminate`].
+    pub fn discriminate_fixed(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let packed = pack(xs, self.config.pack)?;
+        Ok(match &self.discriminator {
+            Discriminator::Mlp(d) => d.detached().forward(&packed)?,
+            Discriminator::Dcgan(d) => d.detached().forward_t(&packed, train)?,
+        })
+    }
+
     /// The discriminator as an [`InputGradient`] (of packed inputs), for
     /// the penalties; `None` for the DCGAN.
     pub fn penalisable(&self) -> Option<&MlpDiscriminator> {

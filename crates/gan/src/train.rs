@@ -95,8 +95,8 @@ impl Gan {
         optimizers.minimise_group(DISCRIMINATOR, &objective)?;
         let d_grad_norm = optimizers.get_mut(DISCRIMINATOR)?.last_grad_norm().unwrap_or(f64::NAN);
 
-        // Generator: through the updated discriminator, on the same samples.
-        let g_loss = config.loss.generator_loss(&self.discriminate(&fake, true)?)?;
+        // Generator: through the updated discriminator (held fixed), on the same samples.
+        let g_loss = config.loss.generator_loss(&self.discriminate_fixed(&fake, true)?)?;
         optimizers.minimise_group(GENERATOR, &g_loss)?;
         let g_grad_norm = optimizers.get_mut(GENERATOR)?.last_grad_norm().unwrap_or(f64::NAN);
 

@@ -307,10 +307,7 @@ fn band_cols<'a, T: WithDType>(
     let band = (oy1 - oy0) * g.out_w;
     let n = images * band;
     let cols = sized(cols, g.col_rows() * n);
-    for j in 0..images {
-        let x = &xs[j * g.image_len()..(j + 1) * g.image_len()];
-        im2col(g, x, oy0, oy1, &mut cols[j * band..], n);
-    }
+    im2col(g, xs, images, (oy0, oy1), cols, n);
     cols
 }
 
@@ -400,16 +397,7 @@ fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[T], kernel:
                 let rhs = band_matrix(g, m, u, images, (oy0, oy1), &mut scratch.packed);
                 let cols = sized(&mut scratch.cols, k * n);
                 matmul((k, n, m), cols, n, false, Mat::transposed(kernel, k), rhs, par);
-                for j in 0..images {
-                    col2im(
-                        g,
-                        &cols[j * band..],
-                        oy0,
-                        oy1,
-                        &mut z[j * g.image_len()..(j + 1) * g.image_len()],
-                        n,
-                    );
-                }
+                col2im(g, cols, images, (oy0, oy1), z, n);
             }
         },
     );

@@ -19,6 +19,15 @@
 //!
 //! Both work on a band of grid rows `oy0..oy1` at a time, so the column
 //! matrix of a band stays in the L2 cache while `gemm` consumes it.
+//!
+//! Two ways to fill it. Stride-1 convolutions on wide images copy whole
+//! runs of an image row per column-matrix row. Strided or narrow grids
+//! (DCGAN's 4×4 stride-2 layers on 7- and 14-wide grids, a UNet's lowest
+//! levels) would copy runs of 7–14 values, each with its own bounds and
+//! padding arithmetic; there a table of source offsets per kernel tap,
+//! built once per band, drives a plain gather (a scatter-add for `col2im`)
+//! over the whole band, with padding read from (or added to) one spare zero
+//! slot after the image plane.
 
 use candle::WithDType;
 use gemm::Parallelism;
@@ -91,6 +100,41 @@ impl Geometry {
             .filter(|&iy| iy < self.height)
     }
 
+    /// Whether [`im2col`] and [`col2im`] use the offset table (strided or
+    /// narrow grids) rather than row copies.
+    fn gathers(&self) -> bool {
+        self.stride > 1 || self.out_w < 32
+    }
+
+    /// For kernel tap `t = ki·kw + kj` and band position `j`, entry
+    /// `t·band + j` is the offset within a channel plane of the pixel read,
+    /// or `H·W` (the spare zero slot) where it falls in the padding.
+    fn tap_offsets(&self, oy0: usize, oy1: usize) -> Vec<u32> {
+        let band = (oy1 - oy0) * self.out_w;
+        let plane = self.height * self.width;
+        let mut offsets = Vec::with_capacity(self.kernel_h * self.kernel_w * band);
+        for ki in 0..self.kernel_h {
+            for kj in 0..self.kernel_w {
+                let (lo, hi) = self.valid_x(kj);
+                for oy in oy0..oy1 {
+                    let row = self.image_row(oy, ki);
+                    for ox in 0..self.out_w {
+                        let offset = match row {
+                            Some(iy) if (lo..hi).contains(&ox) => {
+                                iy * self.width + ox * self.stride + kj * self.dilation - self.padding
+                            }
+                            _ => plane,
+                        };
+                        offsets.push(offset as u32);
+                    }
+                }
+            }
+        }
+        // The gather and scatter index a `plane + 1` buffer unchecked.
+        assert!(plane <= u32::MAX as usize && offsets.iter().all(|&o| o as usize <= plane));
+        offsets
+    }
+
     /// How many grid rows make a band whose column matrix holds about
     /// `target` elements (at least one row).
     pub fn band_rows(&self, target: usize) -> usize {
@@ -105,9 +149,62 @@ impl Geometry {
 /// # Panics
 /// If a slice is shorter than the geometry says (an internal invariant: the
 /// public ops check shapes first).
-pub(crate) fn im2col<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
+pub(crate) fn im2col<T: WithDType>(
+    g: &Geometry,
+    images: &[T],
+    count: usize,
+    (oy0, oy1): (usize, usize),
+    cols: &mut [T],
+    ld: usize,
+) {
     let band = (oy1 - oy0) * g.out_w;
-    assert!(image.len() >= g.image_len() && band <= ld && cols.len() >= (g.col_rows() - 1) * ld + band);
+    assert!(
+        images.len() >= count * g.image_len()
+            && count * band <= ld
+            && (count == 0 || cols.len() >= (g.col_rows() - 1) * ld + count * band)
+    );
+    if g.gathers() {
+        im2col_gather(g, images, count, oy0, oy1, cols, ld);
+    } else {
+        for j in 0..count {
+            im2col_rows(g, &images[j * g.image_len()..], oy0, oy1, &mut cols[j * band..], ld);
+        }
+    }
+}
+
+/// [`im2col`] by the offset table, built once for all `count` images.
+fn im2col_gather<T: WithDType>(
+    g: &Geometry,
+    images: &[T],
+    count: usize,
+    oy0: usize,
+    oy1: usize,
+    cols: &mut [T],
+    ld: usize,
+) {
+    let band = (oy1 - oy0) * g.out_w;
+    let (plane, taps) = (g.height * g.width, g.kernel_h * g.kernel_w);
+    let offsets = g.tap_offsets(oy0, oy1);
+    let mut padded = vec![T::zero(); plane + 1];
+    for j in 0..count {
+        let image = &images[j * g.image_len()..(j + 1) * g.image_len()];
+        for c in 0..g.channels {
+            padded[..plane].copy_from_slice(&image[c * plane..(c + 1) * plane]);
+            for (t, table) in offsets.chunks_exact(band.max(1)).enumerate().take(taps) {
+                let start = (c * taps + t) * ld + j * band;
+                for (d, &o) in cols[start..start + band].iter_mut().zip(table) {
+                    // SAFETY: every offset is at most `plane` (`tap_offsets`
+                    // asserts it) and `padded` holds `plane + 1` values.
+                    *d = unsafe { *padded.get_unchecked(o as usize) };
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] by copying runs of image rows.
+fn im2col_rows<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
+    let band = (oy1 - oy0) * g.out_w;
     let plane = g.height * g.width;
     let zero = T::zero();
     for c in 0..g.channels {
@@ -149,9 +246,63 @@ pub(crate) fn im2col<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: u
 ///
 /// # Panics
 /// If a slice is shorter than the geometry says (internal invariant).
-pub(crate) fn col2im<T: WithDType>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &mut [T], ld: usize) {
+pub(crate) fn col2im<T: WithDType>(
+    g: &Geometry,
+    cols: &[T],
+    count: usize,
+    (oy0, oy1): (usize, usize),
+    images: &mut [T],
+    ld: usize,
+) {
     let band = (oy1 - oy0) * g.out_w;
-    assert!(image.len() >= g.image_len() && band <= ld && cols.len() >= (g.col_rows() - 1) * ld + band);
+    assert!(
+        images.len() >= count * g.image_len()
+            && count * band <= ld
+            && (count == 0 || cols.len() >= (g.col_rows() - 1) * ld + count * band)
+    );
+    if g.gathers() {
+        col2im_scatter(g, cols, count, oy0, oy1, images, ld);
+    } else {
+        for j in 0..count {
+            col2im_rows(g, &cols[j * band..], oy0, oy1, &mut images[j * g.image_len()..], ld);
+        }
+    }
+}
+
+/// [`col2im`] by the offset table (built once for all `count` images):
+/// padding taps land in the spare slot.
+fn col2im_scatter<T: WithDType>(
+    g: &Geometry,
+    cols: &[T],
+    count: usize,
+    oy0: usize,
+    oy1: usize,
+    images: &mut [T],
+    ld: usize,
+) {
+    let band = (oy1 - oy0) * g.out_w;
+    let (plane, taps) = (g.height * g.width, g.kernel_h * g.kernel_w);
+    let offsets = g.tap_offsets(oy0, oy1);
+    let mut padded = vec![T::zero(); plane + 1];
+    for j in 0..count {
+        let image = &mut images[j * g.image_len()..(j + 1) * g.image_len()];
+        for c in 0..g.channels {
+            padded[..plane].copy_from_slice(&image[c * plane..(c + 1) * plane]);
+            for (t, table) in offsets.chunks_exact(band.max(1)).enumerate().take(taps) {
+                let start = (c * taps + t) * ld + j * band;
+                for (&v, &o) in cols[start..start + band].iter().zip(table) {
+                    // SAFETY: as in `im2col_gather`.
+                    unsafe { *padded.get_unchecked_mut(o as usize) += v };
+                }
+            }
+            image[c * plane..(c + 1) * plane].copy_from_slice(&padded[..plane]);
+        }
+    }
+}
+
+/// [`col2im`] by adding runs of image rows.
+fn col2im_rows<T: WithDType>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &mut [T], ld: usize) {
+    let band = (oy1 - oy0) * g.out_w;
     let plane = g.height * g.width;
     for c in 0..g.channels {
         let dst = &mut image[c * plane..(c + 1) * plane];
@@ -324,8 +475,24 @@ mod tests {
             (3, 6, 2, 3, 2, 2),
             (2, 4, 4, 1, 2, 1),
             (1, 3, 1, 2, 0, 1),
+            (3, 14, 4, 2, 1, 1),
+            (2, 40, 3, 1, 1, 1),
         ] {
             let g = geometry(channels, size, kernel, stride, padding, dilation);
+            check_both_ways(&g);
+        }
+    }
+
+    /// Both implementations (offset table and row runs) against the
+    /// definition, in bands, and as adjoints.
+    fn check_both_ways(g: &Geometry) {
+        type Im2col = fn(&Geometry, &[f64], usize, usize, &mut [f64], usize);
+        type Col2im = fn(&Geometry, &[f64], usize, usize, &mut [f64], usize);
+        let gather: Im2col = |g, x, oy0, oy1, cols, ld| im2col_gather(g, x, 1, oy0, oy1, cols, ld);
+        let scatter: Col2im = |g, cols, oy0, oy1, x, ld| col2im_scatter(g, cols, 1, oy0, oy1, x, ld);
+        let ways: [(Im2col, Col2im); 2] = [(gather, scatter), (im2col_rows, col2im_rows)];
+        for (im2col, col2im) in ways {
+            let g = *g;
             let image: Vec<f64> = (0..g.image_len()).map(|i| (i as f64 * 0.37).sin()).collect();
             let expected = im2col_naive(&g, &image);
             // Whole grid at once and in bands of one row must agree.
@@ -347,6 +514,17 @@ mod tests {
             let lhs: f64 = expected.iter().zip(&c).map(|(a, b)| a * b).sum();
             let rhs: f64 = image.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+            // col2im accumulates: a second pass doubles the result, in bands too.
+            let mut twice = back.clone();
+            for oy in 0..g.out_h {
+                let band: Vec<f64> = (0..g.col_rows())
+                    .flat_map(|row| c[row * g.grid_len() + oy * g.out_w..][..g.out_w].to_vec())
+                    .collect();
+                col2im(&g, &band, oy, oy + 1, &mut twice, g.out_w);
+            }
+            for (t, b) in twice.iter().zip(&back) {
+                assert!((t - 2.0 * b).abs() < 1e-12, "{g:?}");
+            }
         }
     }
 

@@ -18,11 +18,16 @@
 //! with a one-pass backward instead of candle-nn's eleven; see
 //! [`group_norm`](mod@group_norm).
 //!
+//! [`batch_norm()`] (with the rectifier that follows it in DCGAN) is one op
+//! with a two-sweep backward instead of candle-nn's transposed copy and
+//! some fifteen ops; see [`batch_norm`](mod@batch_norm).
+//!
 //! [`cross_entropy_rows`] (a softmax cross-entropy per row, the diagonal
 //! optionally left out, as NT-Xent needs) is one op with a one-sweep
 //! backward instead of some twenty sweeps of composed ops.
 //!
-//! [`max_pool2d`], [`relu`], [`add_channel_bias`] and [`bias_relu`] replace Candle backward
+//! [`max_pool2d`], [`relu`], [`leaky_relu`], [`add_channel_bias`] and
+//! [`bias_activation`] replace Candle backward
 //! passes that allocate several full-size temporaries (and, for max pooling,
 //! scale the gradient wrongly) with one sweep each; see [`pool`] and
 //! [`pointwise`].
@@ -36,6 +41,7 @@
 //! fresh pages for every large tensor, and one thread for Candle's
 //! element-wise ops so that its spinning pool does not fight rayon's.
 
+pub mod batch_norm;
 pub mod conv;
 pub mod cross_entropy;
 pub mod group_norm;
@@ -45,10 +51,11 @@ pub mod pointwise;
 pub mod pool;
 pub mod runtime;
 
+pub use batch_norm::{BatchStatistics, batch_norm};
 pub use conv::{conv_transpose2d, conv2d};
 pub use cross_entropy::cross_entropy_rows;
 pub use group_norm::group_norm;
-pub use pointwise::{add_channel_bias, bias_relu, relu};
+pub use pointwise::{Activation, add_channel_bias, bias_activation, bias_relu, leaky_relu, relu};
 pub use pool::max_pool2d;
 pub use runtime::{flush_subnormals, prepare_cpu_training, reuse_freed_memory};
 

@@ -1,23 +1,26 @@
-//! ReLU and the per-channel bias of a convolution, with one-sweep backward
-//! passes.
+//! ReLU, leaky ReLU and the per-channel bias of a convolution, with
+//! one-sweep backward passes.
 //!
 //! Candle's backward of `relu` allocates four full-size tensors
-//! (`zeros_like`, `ge`, `to_dtype`, the product) and that of
-//! `broadcast_add` of a `[1, C, 1, 1]` bias reduces over three strided
-//! dimensions, which on a `[32, 32, 120, 120]` activation was slower than the
-//! convolution's own gemm. Here:
+//! (`zeros_like`, `ge`, `to_dtype`, the product), candle-nn's `leaky_relu`
+//! is five ops (`zeros_like`, `maximum`, `minimum`, a scale, an add), and the
+//! backward of `broadcast_add` of a `[1, C, 1, 1]` bias reduces over three
+//! strided dimensions, which on a `[32, 32, 120, 120]` activation was slower
+//! than the convolution's own gemm. Here, with `s` the negative slope (0 for
+//! ReLU):
 //!
 //! ```text
-//! relu:  y = max(x, 0),        ∂x = ∂y ⊙ [y > 0]           (PyTorch's rule: 0 at x = 0)
-//! bias:  y = x + b[c],         ∂x = ∂y,  ∂b[c] = Σ_{n, h, w} ∂y[n, c, h, w]
-//! both:  y = max(x + b[c], 0), ∂x = ∂y ⊙ [y > 0],  ∂b[c] = Σ_{n, h, w} ∂x[n, c, h, w]
+//! rectifier: y = x (x > 0), s·x (else),  ∂x = ∂y ⊙ ([y > 0] + s·[y ≤ 0])   (PyTorch's rule at x = 0)
+//! bias:      y = x + b[c],               ∂x = ∂y,  ∂b[c] = Σ_{n, h, w} ∂y[n, c, h, w]
+//! both:      y = rect(x + b[c]),         ∂x as the rectifier's,  ∂b[c] = Σ_{n, h, w} ∂x[n, c, h, w]
 //! ```
 //!
-//! [`bias_relu`] is the two as one graph node: besides one sweep instead of
-//! two, Candle's backward then allocates (`zeros_like`) and accumulates
-//! (`add`) one full-size gradient less.
+//! The mask is read off the output, which has the input's sign for `s ≥ 0`.
+//! [`bias_relu`] and [`bias_activation`] are two ops as one graph node:
+//! besides one sweep instead of two, Candle's backward then allocates
+//! (`zeros_like`) and accumulates (`add`) one full-size gradient less.
 //!
-//! The backward kernels are differentiable in turn (`∂y ↦ ∂y ⊙ [y > 0]` is
+//! The backward kernels are differentiable in turn (`∂y ↦ ∂y ⊙ mask` is
 //! its own derivative; the channel sum's derivative is a broadcast).
 
 use super::{CpuForward, PARALLEL_MIN, fast_path, for_each_chunk, map_floats};
@@ -27,69 +30,150 @@ use rayon::prelude::*;
 /// Elements per rayon task in the element-wise kernels.
 const CHUNK: usize = 1 << 15;
 
-/// `max(v, 0)`; `!(v <= 0)` keeps NaN, as PyTorch's relu does.
-#[inline(always)]
-fn relu_value<T: WithDType>(v: T) -> T {
-    if !(v <= T::zero()) { v } else { T::zero() }
+/// An element-wise activation fused into a per-channel op (a bias, a
+/// normalisation).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Activation {
+    /// `y = z`.
+    #[default]
+    Identity,
+    /// `y = max(z, 0)`.
+    Relu,
+    /// `y = z` for `z > 0`, else `slope·z` (PyTorch's `LeakyReLU(slope)`,
+    /// DCGAN's discriminator uses 0.2). The fast kernels need `slope ≥ 0`.
+    LeakyRelu(f64),
 }
 
-/// `y = max(x, 0)`, NaN kept.
-#[derive(Clone, Copy, Debug)]
-struct Relu;
+impl Activation {
+    /// The rectifier's negative slope (0 for ReLU), `None` for the identity.
+    pub(crate) fn rectifier_slope(self) -> Option<f64> {
+        match self {
+            Self::Identity => None,
+            Self::Relu => Some(0.0),
+            Self::LeakyRelu(slope) => Some(slope),
+        }
+    }
 
-/// `(y, g) → g ⊙ [y > 0]`.
-#[derive(Clone, Copy, Debug)]
-struct ReluGrad;
+    /// Whether the fused kernels can run it: the gradient mask is read off
+    /// the output, which needs a non-negative slope.
+    pub(crate) fn is_fast(self) -> bool {
+        self.rectifier_slope().is_none_or(|s| s >= 0.0 && s.is_finite())
+    }
 
-fn relu_slice<T: WithDType>(x: &[T]) -> Vec<T> {
+    /// The activation composed from Candle's ops (other devices and dtypes).
+    pub fn apply_candle(self, z: &Tensor) -> candle::Result<Tensor> {
+        match self {
+            Self::Identity => Ok(z.clone()),
+            Self::Relu => z.relu(),
+            Self::LeakyRelu(slope) => candle_nn::ops::leaky_relu(z, slope),
+        }
+    }
+}
+
+/// `max(v, 0)`, or `slope·v` below 0 when `LEAKY`; `!(v <= 0)` keeps NaN,
+/// as PyTorch's relu does.
+#[inline(always)]
+pub(crate) fn rectify<T: WithDType, const LEAKY: bool>(v: T, slope: T) -> T {
+    if !(v <= T::zero()) {
+        v
+    } else if LEAKY {
+        v * slope
+    } else {
+        T::zero()
+    }
+}
+
+/// The rectifier's derivative applied to `g`, read off its output `y`.
+#[inline(always)]
+pub(crate) fn rectify_grad<T: WithDType, const LEAKY: bool>(y: T, g: T, slope: T) -> T {
+    if y > T::zero() {
+        g
+    } else if LEAKY {
+        g * slope
+    } else {
+        T::zero()
+    }
+}
+
+/// `y = rect(x)` with negative slope `slope` (0: ReLU), NaN kept.
+#[derive(Clone, Copy, Debug)]
+struct Rectifier {
+    slope: f64,
+}
+
+/// `(y, g) → g ⊙ rect'(y)`.
+#[derive(Clone, Copy, Debug)]
+struct RectifierGrad {
+    slope: f64,
+}
+
+fn rectify_slice<T: WithDType, const LEAKY: bool>(x: &[T], slope: f64) -> Vec<T> {
+    let slope = T::from_f64(slope);
     let mut y = vec![T::zero(); x.len()];
     for_each_chunk(&mut y, CHUNK, x.len() >= PARALLEL_MIN, |i, y| {
         for (y, &x) in y.iter_mut().zip(&x[i * CHUNK..]) {
-            *y = relu_value(x);
+            *y = rectify::<T, LEAKY>(x, slope);
         }
     });
     y
 }
 
-fn relu_grad_slice<T: WithDType>(y: &[T], g: &[T]) -> Vec<T> {
+fn rectify_grad_slice<T: WithDType, const LEAKY: bool>(y: &[T], g: &[T], slope: f64) -> Vec<T> {
+    let slope = T::from_f64(slope);
     let mut dx = vec![T::zero(); y.len()];
     for_each_chunk(&mut dx, CHUNK, y.len() >= PARALLEL_MIN, |i, dx| {
         for ((dx, &y), &g) in dx.iter_mut().zip(&y[i * CHUNK..]).zip(&g[i * CHUNK..]) {
-            *dx = if y > T::zero() { g } else { T::zero() };
+            *dx = rectify_grad::<T, LEAKY>(y, g, slope);
         }
     });
     dx
 }
 
-impl CustomOp1 for Relu {
+impl CustomOp1 for Rectifier {
     fn name(&self) -> &'static str {
-        "deepgen-relu"
+        if self.slope == 0.0 {
+            "deepgen-relu"
+        } else {
+            "deepgen-leaky-relu"
+        }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CpuForward {
-        let out = map_floats!(self.name(), |x = (storage, layout)| relu_slice(x));
+        let leaky = self.slope != 0.0;
+        let out = map_floats!(self.name(), |x = (storage, layout)| if leaky {
+            rectify_slice::<_, true>(x, self.slope)
+        } else {
+            rectify_slice::<_, false>(x, self.slope)
+        });
         Ok((out, layout.shape().clone()))
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle::Result<Option<Tensor>> {
-        Ok(Some(relu_grad(res, grad_res)?))
+        Ok(Some(rectifier_grad(res, grad_res, self.slope)?))
     }
 }
 
-fn relu_grad(y: &Tensor, g: &Tensor) -> candle::Result<Tensor> {
-    y.detach().contiguous()?.apply_op2(&g.contiguous()?, ReluGrad)
+fn rectifier_grad(y: &Tensor, g: &Tensor, slope: f64) -> candle::Result<Tensor> {
+    y.detach()
+        .contiguous()?
+        .apply_op2(&g.contiguous()?, RectifierGrad { slope })
 }
 
-impl CustomOp2 for ReluGrad {
+impl CustomOp2 for RectifierGrad {
     fn name(&self) -> &'static str {
-        "deepgen-relu-grad"
+        "deepgen-rectifier-grad"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CpuForward {
         if l1.shape() != l2.shape() {
             bail!("{}: shapes {:?} and {:?} differ", self.name(), l1.shape(), l2.shape())
         }
-        let out = map_floats!(self.name(), |y = (s1, l1), g = (s2, l2)| relu_grad_slice(y, g));
+        let leaky = self.slope != 0.0;
+        let out = map_floats!(self.name(), |y = (s1, l1), g = (s2, l2)| if leaky {
+            rectify_grad_slice::<_, true>(y, g, self.slope)
+        } else {
+            rectify_grad_slice::<_, false>(y, g, self.slope)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -101,7 +185,12 @@ impl CustomOp2 for ReluGrad {
         grad_res: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
         // Linear in `g` with the same mask; the mask has zero derivative a.e.
-        Ok((None, g.track_op().then(|| relu_grad(y, grad_res)).transpose()?))
+        Ok((
+            None,
+            g.track_op()
+                .then(|| rectifier_grad(y, grad_res, self.slope))
+                .transpose()?,
+        ))
     }
 }
 
@@ -117,15 +206,30 @@ pub fn relu(xs: &Tensor) -> candle::Result<Tensor> {
     if !fast_path(&[xs]) {
         return xs.relu();
     }
-    xs.contiguous()?.apply_op1(Relu)
+    xs.contiguous()?.apply_op1(Rectifier { slope: 0.0 })
 }
 
-/// `x + b` with `b` broadcast along dimension 1, followed by `max(·, 0)`
-/// when `relu` ([`bias_relu`]; else [`add_channel_bias`]). One op for both,
-/// since they differ only in that clamp and its mask in the backward pass.
+/// The leaky rectifier `x` for `x > 0`, `slope·x` otherwise (PyTorch's
+/// `F.leaky_relu`, gradient `slope·∂y` at exactly 0 as PyTorch's), one
+/// sweep forward and backward on the CPU in `f32`/`f64` for `slope ≥ 0`;
+/// elsewhere candle-nn's `leaky_relu`.
+///
+/// # Errors
+/// Only those of the device.
+pub fn leaky_relu(xs: &Tensor, slope: f64) -> candle::Result<Tensor> {
+    let act = Activation::LeakyRelu(slope);
+    if !fast_path(&[xs]) || !act.is_fast() {
+        return act.apply_candle(xs);
+    }
+    xs.contiguous()?.apply_op1(Rectifier { slope })
+}
+
+/// `x + b` with `b` broadcast along dimension 1, followed by an activation
+/// ([`bias_activation`]). One op for all, since they differ only in the
+/// clamp and its mask in the backward pass.
 #[derive(Clone, Copy, Debug)]
 struct ChannelBias {
-    relu: bool,
+    act: Activation,
 }
 
 /// `[N, C, …] → [C]`, the sum over every dimension but 1.
@@ -150,9 +254,15 @@ fn check_bias(op: &str, input: &Shape, bias: &Shape) -> candle::Result<(usize, u
     Ok((channels, inner))
 }
 
-/// `y = x + b[c]`, and `max(y, 0)` when `RELU` (a constant, so that each
-/// variant compiles to its own loop).
-fn channel_bias_slice<T: WithDType, const RELU: bool>(x: &[T], b: &[T], inner: usize) -> Vec<T> {
+/// `y = x + b[c]`, rectified when `RECT` (leaky when `LEAKY`); constants,
+/// so that each variant compiles to its own loop.
+fn channel_bias_slice<T: WithDType, const RECT: bool, const LEAKY: bool>(
+    x: &[T],
+    b: &[T],
+    inner: usize,
+    slope: f64,
+) -> Vec<T> {
+    let slope = T::from_f64(slope);
     let mut y = vec![T::zero(); x.len()];
     if inner == 0 || y.is_empty() {
         return y;
@@ -162,7 +272,11 @@ fn channel_bias_slice<T: WithDType, const RELU: bool>(x: &[T], b: &[T], inner: u
     for_each_chunk(&mut y, inner, x.len() >= PARALLEL_MIN, |plane, y| {
         let bias = b[plane % channels];
         for (y, &x) in y.iter_mut().zip(&x[plane * inner..]) {
-            *y = if RELU { relu_value(x + bias) } else { x + bias };
+            *y = if RECT {
+                rectify::<T, LEAKY>(x + bias, slope)
+            } else {
+                x + bias
+            };
         }
     });
     y
@@ -187,19 +301,21 @@ fn channel_sum_slice<T: WithDType>(g: &[T], channels: usize, inner: usize) -> Ve
 
 impl CustomOp2 for ChannelBias {
     fn name(&self) -> &'static str {
-        if self.relu {
-            "deepgen-bias-relu"
-        } else {
-            "deepgen-add-channel-bias"
+        match self.act {
+            Activation::Identity => "deepgen-add-channel-bias",
+            Activation::Relu => "deepgen-bias-relu",
+            Activation::LeakyRelu(_) => "deepgen-bias-leaky-relu",
         }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CpuForward {
         let (_, inner) = check_bias(self.name(), l1.shape(), l2.shape())?;
-        let out = map_floats!(self.name(), |x = (s1, l1), b = (s2, l2)| if self.relu {
-            channel_bias_slice::<_, true>(x, b, inner)
-        } else {
-            channel_bias_slice::<_, false>(x, b, inner)
+        let out = map_floats!(self.name(), |x = (s1, l1), b = (s2, l2)| {
+            match self.act {
+                Activation::Identity => channel_bias_slice::<_, false, false>(x, b, inner, 0.0),
+                Activation::Relu => channel_bias_slice::<_, true, false>(x, b, inner, 0.0),
+                Activation::LeakyRelu(s) => channel_bias_slice::<_, true, true>(x, b, inner, s),
+            }
         });
         Ok((out, l1.shape().clone()))
     }
@@ -211,11 +327,10 @@ impl CustomOp2 for ChannelBias {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
-        // ∂x = ∂y (⊙ [y > 0] with the relu), ∂b = Σ_{n, …} ∂x.
-        let dx = if self.relu {
-            relu_grad(res, grad_res)?
-        } else {
-            grad_res.clone()
+        // ∂x = ∂y (⊙ the rectifier's mask), ∂b = Σ_{n, …} ∂x.
+        let dx = match self.act.rectifier_slope() {
+            Some(slope) => rectifier_grad(res, grad_res, slope)?,
+            None => grad_res.clone(),
         };
         let db = bias
             .track_op()
@@ -243,18 +358,28 @@ impl CustomOp1 for ChannelSum {
     }
 }
 
-/// [`add_channel_bias`] (`relu` false) or [`bias_relu`] (true), reported
-/// as `op`: the fused op on the CPU in `f32`/`f64`, else Candle's
-/// `broadcast_add` (and `relu`).
-fn channel_bias(op: &str, xs: &Tensor, bias: &Tensor, relu: bool) -> candle::Result<Tensor> {
-    let (channels, _) = check_bias(op, xs.shape(), bias.shape())?;
-    if fast_path(&[xs, bias]) {
-        return xs.contiguous()?.apply_op2(&bias.contiguous()?, ChannelBias { relu });
+/// `act(xs + bias)` with `bias` `[C]` added along dimension 1 of `xs`
+/// `[N, C, …]`: a convolution's (or linear layer's) bias and its activation
+/// in one sweep forward and one backward ([`add_channel_bias`] and
+/// [`bias_relu`] are its two commonest cases).
+///
+/// Same numbers as the two ops composed (rectifier gradients at exactly 0
+/// as PyTorch's), with one graph node instead of two, so Candle's backward
+/// allocates and accumulates one full-size gradient less. Other devices and
+/// dtypes, and negative slopes, use Candle's `broadcast_add` and the
+/// activation composed from Candle's ops.
+///
+/// # Errors
+/// A tensor of rank below 2, a bias whose length is not `C`, or mismatched
+/// dtypes or devices.
+pub fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> candle::Result<Tensor> {
+    let (channels, _) = check_bias("bias_activation", xs.shape(), bias.shape())?;
+    if fast_path(&[xs, bias]) && act.is_fast() {
+        return xs.contiguous()?.apply_op2(&bias.contiguous()?, ChannelBias { act });
     }
     let mut dims = vec![1; xs.rank()];
     dims[1] = channels;
-    let ys = xs.broadcast_add(&bias.reshape(dims)?)?;
-    if relu { ys.relu() } else { Ok(ys) }
+    act.apply_candle(&xs.broadcast_add(&bias.reshape(dims)?)?)
 }
 
 /// `max(xs + bias, 0)` with `bias` `[C]` added along dimension 1 of `xs`
@@ -270,7 +395,7 @@ fn channel_bias(op: &str, xs: &Tensor, bias: &Tensor, relu: bool) -> candle::Res
 /// A tensor of rank below 2, a bias whose length is not `C`, or mismatched
 /// dtypes or devices.
 pub fn bias_relu(xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
-    channel_bias("bias_relu", xs, bias, true)
+    bias_activation(xs, bias, Activation::Relu)
 }
 
 /// `xs + bias` with `bias` `[C]` added along dimension 1 of `xs`
@@ -286,7 +411,7 @@ pub fn bias_relu(xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
 /// A tensor of rank below 2, a bias whose length is not `C`, or mismatched
 /// dtypes or devices.
 pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
-    channel_bias("add_channel_bias", xs, bias, false)
+    bias_activation(xs, bias, Activation::Identity)
 }
 
 #[cfg(test)]
@@ -306,7 +431,7 @@ mod tests {
     /// by more than the tolerance (seen: relative error 8.5e-5 for dims
     /// `[5, 1, 4]`). The kernels are generic, so the f32 path is the same
     /// code; `large_inputs_match_too` runs it.
-    fn check_bias_relu(dims: Vec<usize>, seed: u64, dtype: DType) -> Result<(), TestCaseError> {
+    fn check_bias_act(dims: Vec<usize>, seed: u64, dtype: DType, act: Activation) -> Result<(), TestCaseError> {
         let draw = |seed: u64, shape: Vec<usize>| {
             Var::from_tensor(
                 &randn(&mut rng_from_seed(seed), shape, &Device::Cpu)
@@ -318,14 +443,20 @@ mod tests {
         let xs = draw(seed, dims.clone());
         let bias = draw(seed ^ 1, vec![dims[1]]);
         let run = |ours: Option<bool>| -> candle::Result<(Tensor, Tensor, Tensor)> {
-            let ys = if ours == Some(false) {
-                relu(&add_channel_bias(&xs, &bias)?)?
-            } else if ours == Some(true) {
-                bias_relu(&xs, &bias)?
-            } else {
-                let mut shape = vec![1; dims.len()];
-                shape[1] = dims[1];
-                xs.broadcast_add(&bias.reshape(shape)?)?.relu()?
+            let separate = |z: &Tensor| match act {
+                Activation::Identity => Ok(z.clone()),
+                Activation::Relu => relu(z),
+                Activation::LeakyRelu(slope) => leaky_relu(z, slope),
+            };
+            let ys = match ours {
+                Some(false) => separate(&add_channel_bias(&xs, &bias)?)?,
+                Some(true) if act == Activation::Relu => bias_relu(&xs, &bias)?,
+                Some(true) => bias_activation(&xs, &bias, act)?,
+                None => {
+                    let mut shape = vec![1; dims.len()];
+                    shape[1] = dims[1];
+                    act.apply_candle(&xs.broadcast_add(&bias.reshape(shape)?)?)?
+                }
             };
             let r = randn(&mut rng_from_seed(seed ^ 2), ys.shape(), &Device::Cpu)?.to_dtype(dtype)?;
             let grads = (&ys * &r)?.sum_all()?.backward()?;
@@ -343,14 +474,25 @@ mod tests {
 
         #[test]
         fn prop_bias_relu_and_their_fusion_match_candle(dims in prop::collection::vec(1..=6usize, 2..=4), seed in any::<u64>()) {
-            check_bias_relu(dims, seed, DType::F64)?;
+            check_bias_act(dims, seed, DType::F64, Activation::Relu)?;
+        }
+
+        /// The leaky rectifier (any slope in [0, 1), DCGAN's 0.2 among them)
+        /// and the plain bias against candle-nn's `leaky_relu` composition.
+        #[test]
+        fn prop_bias_leaky_relu_matches_candle(
+            dims in prop::collection::vec(1..=6usize, 2..=4), seed in any::<u64>(), slope in 0.0..1.0f64, leaky in any::<bool>(),
+        ) {
+            let act = if leaky { Activation::LeakyRelu(slope) } else { Activation::Identity };
+            check_bias_act(dims, seed, DType::F64, act)?;
         }
     }
 
     /// Inputs above `PARALLEL_MIN` take the parallel paths.
     #[test]
     fn large_inputs_match_too() {
-        check_bias_relu(vec![3, 5, 150, 130], 9, DType::F32).unwrap();
+        check_bias_act(vec![3, 5, 150, 130], 9, DType::F32, Activation::Relu).unwrap();
+        check_bias_act(vec![3, 5, 150, 130], 9, DType::F32, Activation::LeakyRelu(0.2)).unwrap();
     }
 
     #[test]
@@ -366,13 +508,34 @@ mod tests {
     }
 
     #[test]
+    fn leaky_relu_follows_pytorch_at_zero_and_keeps_nan() -> candle::Result<()> {
+        let xs = Var::from_tensor(&Tensor::new(
+            &[-1f32, 0., 2., f32::NAN, f32::NEG_INFINITY],
+            &Device::Cpu,
+        )?)?;
+        let ys = leaky_relu(&xs, 0.2)?;
+        let values = ys.to_vec1::<f32>()?;
+        assert_eq!(&values[..3], [-0.2, 0.0, 2.0]);
+        assert!(values[3].is_nan());
+        assert_eq!(values[4], f32::NEG_INFINITY);
+        let grad = ys.sum_all()?.backward()?.get(&xs).unwrap().to_vec1::<f32>()?;
+        // torch.nn.functional.leaky_relu's backward: 0.2 at x = 0.
+        assert_eq!(&grad[..3], [0.2, 0.2, 1.0]);
+        assert_eq!(
+            relu(&Tensor::new(&[f32::NEG_INFINITY], &Device::Cpu)?)?.to_vec1::<f32>()?,
+            [0.0]
+        );
+        Ok(())
+    }
+
+    #[test]
     fn backward_kernels_are_differentiable() -> candle::Result<()> {
-        // ∂/∂g ⟨relu_grad(y, g), D⟩ = relu_grad(y, D); ∂/∂g ⟨Σ_c g, D⟩ = D broadcast.
+        // ∂/∂g ⟨rect'(y) g, D⟩ = rect'(y) D; ∂/∂g ⟨Σ_c g, D⟩ = D broadcast.
         let ys = relu(&randn(&mut rng_from_seed(1), (2, 3, 4), &Device::Cpu)?)?;
         let g = Var::from_tensor(&randn(&mut rng_from_seed(2), (2, 3, 4), &Device::Cpu)?)?;
         let d = randn(&mut rng_from_seed(3), (2, 3, 4), &Device::Cpu)?;
-        let grads = (relu_grad(&ys, &g)? * &d)?.sum_all()?.backward()?;
-        assert!(rel_err(grads.get(&g).unwrap(), &relu_grad(&ys, &d)?) < 1e-7);
+        let grads = (rectifier_grad(&ys, &g, 0.0)? * &d)?.sum_all()?.backward()?;
+        assert!(rel_err(grads.get(&g).unwrap(), &rectifier_grad(&ys, &d, 0.0)?) < 1e-7);
         let sums = g.as_tensor().apply_op1(ChannelSum)?;
         let weights = Tensor::new(&[1f32, 2., 3.], &Device::Cpu)?;
         let grads = (sums * &weights)?.sum_all()?.backward()?;
