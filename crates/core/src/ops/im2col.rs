@@ -146,6 +146,28 @@ impl Geometry {
         offsets
     }
 
+    /// The band length `(oy1 − oy0)·out_w` after checking that `count`
+    /// images and their column matrix (row stride `ld`) fit the slices.
+    ///
+    /// # Panics
+    /// If they do not (an internal invariant: the public ops check shapes).
+    fn check_band(
+        &self,
+        images_len: usize,
+        count: usize,
+        (oy0, oy1): (usize, usize),
+        cols_len: usize,
+        ld: usize,
+    ) -> usize {
+        let band = (oy1 - oy0) * self.out_w;
+        assert!(
+            images_len >= count * self.image_len()
+                && count * band <= ld
+                && (count == 0 || cols_len >= (self.col_rows() - 1) * ld + count * band)
+        );
+        band
+    }
+
     /// How many grid rows make a band whose column matrix holds about
     /// `target` elements (at least one row).
     pub fn band_rows(&self, target: usize) -> usize {
@@ -153,9 +175,10 @@ impl Geometry {
     }
 }
 
-/// Writes the column matrix of grid rows `oy0..oy1` of `image` (`[C, H, W]`,
-/// contiguous) into `cols` (`C·kh·kw` rows of `(oy1 − oy0)·out_w` entries,
-/// row `r` starting at `r·ld`, so that several images can sit side by side).
+/// Writes the column matrices of grid rows `oy0..oy1` of the first `count`
+/// images (`[C, H, W]` each, contiguous) of `images` side by side into
+/// `cols`: `C·kh·kw` rows, row `r` starting at `r·ld`, image `j`'s
+/// `band = (oy1 − oy0)·out_w` entries at columns `j·band..(j + 1)·band`.
 ///
 /// # Panics
 /// If a slice is shorter than the geometry says (an internal invariant: the
@@ -168,12 +191,7 @@ pub(crate) fn im2col<T: WithDType>(
     cols: &mut [T],
     ld: usize,
 ) {
-    let band = (oy1 - oy0) * g.out_w;
-    assert!(
-        images.len() >= count * g.image_len()
-            && count * band <= ld
-            && (count == 0 || cols.len() >= (g.col_rows() - 1) * ld + count * band)
-    );
+    let band = g.check_band(images.len(), count, (oy0, oy1), cols.len(), ld);
     if g.gathers() {
         im2col_gather(g, images, count, oy0, oy1, cols, ld);
     } else {
@@ -251,9 +269,10 @@ fn im2col_rows<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, 
     }
 }
 
-/// Adds the column matrix `cols` (laid out as [`im2col`] writes it) of grid
-/// rows `oy0..oy1` back onto `image` (the adjoint of [`im2col`]); `image` is
-/// accumulated into, not cleared.
+/// Adds the column matrices `cols` (laid out as [`im2col`] writes them) of
+/// grid rows `oy0..oy1` back onto the first `count` images of `images`
+/// (the adjoint of [`im2col`]); the images are accumulated into, not
+/// cleared.
 ///
 /// # Panics
 /// If a slice is shorter than the geometry says (internal invariant).
@@ -265,12 +284,7 @@ pub(crate) fn col2im<T: WithDType>(
     images: &mut [T],
     ld: usize,
 ) {
-    let band = (oy1 - oy0) * g.out_w;
-    assert!(
-        images.len() >= count * g.image_len()
-            && count * band <= ld
-            && (count == 0 || cols.len() >= (g.col_rows() - 1) * ld + count * band)
-    );
+    let band = g.check_band(images.len(), count, (oy0, oy1), cols.len(), ld);
     if g.scatters() {
         col2im_scatter(g, cols, count, oy0, oy1, images, ld);
     } else {
