@@ -386,6 +386,15 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
+    /// The transpose of this view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
     }
