@@ -411,28 +411,35 @@ const KERNEL_GRAD_PARTS: usize = 8;
 /// `Σ_b u_b · im2col(x_b)ᵀ`, accumulated in [`KERNEL_GRAD_PARTS`] parts
 /// and then summed in order.
 ///
-/// The sum is taken transposed, `Σ_b im2col(x_b) · u_bᵀ` (`[C·kh·kw, m]`),
-/// and turned round once at the end: both operands run along the grid, so
-/// gemm must repack one of them into panels, and this way it repacks the
-/// `m`-row output gradient rather than the `C·kh·kw`-row column matrix
-/// (9× less copying for a 3×3 convolution with as many channels in as out;
-/// the repacking was 7 % of the diffusion UNet's step).
+/// Both operands run along the grid, so gemm must repack one of them into
+/// panels, and it repacks its left operand: where the column matrix has
+/// more rows (`C·kh·kw ≥ m`) the sum is taken transposed,
+/// `Σ_b im2col(x_b) · u_bᵀ` (`[C·kh·kw, m]`), and turned round once at the
+/// end, so that the `m`-row output gradient is repacked instead (9× fewer
+/// values for a 3×3 convolution with as many channels in as out; repacking
+/// the column matrix was 7 % of the diffusion UNet's step); a first layer
+/// (`C·kh·kw = 9` for one input channel) keeps the direct product.
 fn kernel_grad<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], us: &[T]) -> Vec<T> {
     let (k, grid) = (g.col_rows(), g.grid_len());
     let plan = Plan::new(g, batch);
-    let accumulate = |first: usize, acc_t: &mut [T], scratch: &mut Scratch<T>, par: Parallelism| {
+    let transposed = k >= m;
+    let accumulate = |first: usize, acc: &mut [T], scratch: &mut Scratch<T>, par: Parallelism| {
         let images = plan.group.min(batch - first);
         let u = &us[first * m * grid..(first + images) * m * grid];
         for (oy0, oy1) in plan.bands(g) {
             let n = images * (oy1 - oy0) * g.out_w;
             let cols = band_cols(g, &xs[first * g.image_len()..], images, (oy0, oy1), &mut scratch.cols);
             let u_band = band_matrix(g, m, u, images, (oy0, oy1), &mut scratch.packed);
-            matmul((k, m, n), acc_t, m, true, Mat::rows(cols, n), u_band.t(), par);
+            if transposed {
+                matmul((k, m, n), acc, m, true, Mat::rows(cols, n), u_band.t(), par);
+            } else {
+                matmul((m, k, n), acc, k, true, u_band, Mat::transposed(cols, n), par);
+            }
         }
     };
     let threads = rayon::current_num_threads();
     let groups: Vec<usize> = (0..batch).step_by(plan.group.max(1)).collect();
-    let total_t = if threads > 1 && groups.len() >= threads && m * k * grid * batch >= PARALLEL_BATCH_MIN {
+    let total = if threads > 1 && groups.len() >= threads && m * k * grid * batch >= PARALLEL_BATCH_MIN {
         // A fixed number of accumulators over contiguous runs of groups,
         // summed in order: the same sum in the same order on every run
         // (rayon's fold and reduce split by work stealing, which made the
@@ -442,34 +449,33 @@ fn kernel_grad<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], us:
         let partials: Vec<Vec<T>> = groups
             .par_chunks(per_part)
             .map(|firsts| {
-                let (mut acc_t, mut scratch) = (vec![T::zero(); k * m], Scratch::new());
+                let (mut acc, mut scratch) = (vec![T::zero(); m * k], Scratch::new());
                 for &first in firsts {
-                    accumulate(first, &mut acc_t, &mut scratch, Parallelism::None);
+                    accumulate(first, &mut acc, &mut scratch, Parallelism::None);
                 }
-                acc_t
+                acc
             })
             .collect();
         let mut partials = partials.into_iter();
-        let mut total_t = partials.next().unwrap_or_else(|| vec![T::zero(); k * m]);
+        let mut total = partials.next().unwrap_or_else(|| vec![T::zero(); m * k]);
         for part in partials {
-            total_t.iter_mut().zip(&part).for_each(|(x, y)| *x += *y);
+            total.iter_mut().zip(&part).for_each(|(x, y)| *x += *y);
         }
-        total_t
+        total
     } else {
-        let mut acc_t = vec![T::zero(); k * m];
+        let mut acc = vec![T::zero(); m * k];
         let mut scratch = Scratch::new();
         let par = gemm_parallelism(threads, m * k * grid * plan.group);
         for first in groups {
-            accumulate(first, &mut acc_t, &mut scratch, par);
+            accumulate(first, &mut acc, &mut scratch, par);
         }
-        acc_t
+        acc
     };
-    // `[k, m]` → `[m, k]`.
-    let mut total = Vec::with_capacity(m * k);
-    for i in 0..m {
-        total.extend(total_t.iter().skip(i).step_by(m).copied());
+    if !transposed {
+        return total;
     }
-    total
+    // `[k, m]` → `[m, k]`.
+    (0..m).flat_map(|i| total.iter().skip(i).step_by(m).copied()).collect()
 }
 
 /// Checks the operands of `op`: both 4-D, the kernel's input-channel
@@ -889,10 +895,12 @@ mod tests {
 
     /// Shapes that exercise the gemm plans the small property-test shapes do
     /// not reach: several groups of whole images with a short last group
-    /// (run in parallel), and images cut into bands of grid rows.
+    /// (run in parallel), and images cut into bands of grid rows; the kernel
+    /// gradient taken transposed (`C·kh·kw ≥ c_out`) and directly (the
+    /// one-channel first layer, 9 < 32).
     #[test]
     fn grouped_and_banded_plans_match_candle() {
-        for (batch, c_in, c_out, size, k) in [(5, 16, 8, 30, 3), (2, 3, 4, 66, 5)] {
+        for (batch, c_in, c_out, size, k) in [(5, 16, 8, 30, 3), (2, 3, 4, 66, 5), (50, 1, 32, 28, 3)] {
             let g = Geometry {
                 channels: c_in,
                 height: size,
