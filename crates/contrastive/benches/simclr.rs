@@ -2,7 +2,8 @@
 //! (`torch_micro.py`'s `ntxent_fwd_bwd_n512_d128_s`), and one training step
 //! of the anchor's model at batch 256 — both views drawn by the anchor's
 //! augmentations, `f` and `g` forward and backward, Adam — as one step of
-//! `torch_simclr_mnist.py`'s loop.
+//! `torch_simclr_mnist.py`'s loop; and, alone, the step's first part: both
+//! views of the 256 images drawn by the anchor's recipe.
 //!
 //! Prints `BENCH <name> <seconds> <pytorch_seconds|->` lines for `cargo xtask
 //! bench` (medians of 7 runs after 2 warm-ups, as `torch_micro.py`). PyTorch
@@ -35,6 +36,15 @@ fn main() -> Result<()> {
             Ok(())
         })?;
         report("ntxent_fwd_bwd_n512_d128", seconds, Some(0.0147));
+    }
+    if selected("simclr_views_b256") {
+        let model = Trainer::<SimClr>::new(&SimClrConfig::default(), AdamConfig::default(), 0, &device)?;
+        let xs = rand_uniform(&mut rng, (256, 784), 0.0, 1.0, &device)?.to_dtype(DType::F32)?;
+        let seconds = median_seconds(2, 7, || -> Result<()> {
+            model.model().views(&xs, &mut rng)?;
+            Ok(())
+        })?;
+        report("simclr_views_b256", seconds, None);
     }
     if selected("simclr_step_b256") {
         let mut trainer = Trainer::<SimClr>::new(&SimClrConfig::default(), AdamConfig::default(), 0, &device)?;

@@ -42,6 +42,7 @@ print(f"ntxent_fwd_bwd_n512_d128_s {bench(nt):.5f}")
 f = encoder(); g = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
 opt = torch.optim.Adam(list(f.parameters()) + list(g.parameters()), 1e-3)
 x = torch.rand(256, 1, 28, 28)
+print(f"simclr_views_b256_s {bench(lambda: (augment(x), augment(x))):.4f}")
 def step():
     opt.zero_grad(); l = ntxent(g(f(augment(x))), g(f(augment(x)))); l.backward(); opt.step()
 print(f"simclr_step_b256_s {bench(step):.4f}")
