@@ -175,8 +175,17 @@ impl Cnn {
 
     fn run(&self, xs: &Tensor, blocks: &[(Block, Activation)]) -> candle::Result<Tensor> {
         let mut xs = self.prepare_input(xs)?;
-        for (block, activation) in blocks {
-            xs = block.forward_activated(&xs, *activation)?;
+        let mut blocks = blocks.iter().peekable();
+        while let Some((block, activation)) = blocks.next() {
+            xs = match (block, activation, blocks.peek()) {
+                // `CONV-…-relu POOL-k`: pooled before the bias and ReLU (the
+                // same numbers; see `ConvLayer::forward_relu_max_pool`).
+                (Block::Conv(layer), Activation::Relu, Some((Block::MaxPool(k), Activation::Linear))) => {
+                    blocks.next();
+                    layer.forward_relu_max_pool(&xs, *k)?
+                }
+                _ => block.forward_activated(&xs, *activation)?,
+            };
         }
         Ok(xs)
     }
