@@ -57,6 +57,10 @@ const PARALLEL_GEMM_MIN: usize = 1 << 18;
 /// much more on a loaded machine).
 const PARALLEL_BATCH_MIN: usize = 1 << 22;
 
+/// A grid of at least this many positions is a gemm of its own: its
+/// columns need no copying in and out of a band of several images.
+const MIN_GRID_ALONE: usize = 512;
+
 /// Which of the three products an op computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -190,7 +194,12 @@ struct Plan {
 impl Plan {
     fn new(g: &Geometry, batch: usize) -> Self {
         let per_image = g.col_rows() * g.grid_len();
-        if 2 * per_image <= BAND_ELEMS {
+        if g.grid_len() >= MIN_GRID_ALONE && per_image <= BAND_ELEMS {
+            Plan {
+                group: 1,
+                band_rows: g.out_h,
+            }
+        } else if 2 * per_image <= BAND_ELEMS {
             Plan {
                 group: (BAND_ELEMS / per_image.max(1)).clamp(1, batch.max(1)),
                 band_rows: g.out_h,
@@ -895,12 +904,18 @@ mod tests {
 
     /// Shapes that exercise the gemm plans the small property-test shapes do
     /// not reach: several groups of whole images with a short last group
-    /// (run in parallel), and images cut into bands of grid rows; the kernel
-    /// gradient taken transposed (`C·kh·kw ≥ c_out`) and directly (the
-    /// one-channel first layer, 9 < 32).
+    /// (run in parallel), images cut into bands of grid rows, and whole
+    /// images alone; the kernel gradient taken transposed (`C·kh·kw ≥
+    /// c_out`) and directly (the one-channel first layer, 9 < 32).
     #[test]
-    fn grouped_and_banded_plans_match_candle() {
-        for (batch, c_in, c_out, size, k) in [(5, 16, 8, 30, 3), (2, 3, 4, 66, 5), (50, 1, 32, 28, 3)] {
+    fn grouped_banded_and_lone_plans_match_candle() {
+        let (grouped, banded, alone) = (0, 1, 2);
+        for (batch, c_in, c_out, size, k, expected) in [
+            (5, 64, 8, 30, 3, banded),
+            (2, 3, 4, 66, 5, banded),
+            (200, 1, 32, 16, 3, grouped),
+            (5, 1, 32, 28, 3, alone),
+        ] {
             let g = Geometry {
                 channels: c_in,
                 height: size,
@@ -914,10 +929,13 @@ mod tests {
                 dilation: 1,
             };
             let plan = Plan::new(&g, batch);
-            assert!(
-                plan.group > 1 && plan.group < batch || plan.band_rows < g.out_h,
-                "{plan:?}"
-            );
+            let kind = match (plan.group, plan.band_rows) {
+                (group, _) if group > 1 && group < batch => grouped,
+                (1, rows) if rows < g.out_h => banded,
+                (1, _) => alone,
+                _ => panic!("{plan:?} for a batch of {batch}"),
+            };
+            assert_eq!(kind, expected, "{plan:?}");
             let case = Case {
                 batch,
                 c_in,
