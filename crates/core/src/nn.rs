@@ -367,6 +367,15 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
         crate::ops::bias_relu(&self.correlate(xs)?, &self.bias)
     }
 
+    /// `conv(x) + b + shift`, with `shift` `[N, c_out]` one value per example
+    /// and output channel (a UNet's time embedding), added in the bias's
+    /// sweep ([`crate::ops::add_channel_bias`] with a bias `[N, C]`): the
+    /// unshifted output is not a second full-size node of the graph.
+    pub fn forward_shifted(&self, xs: &Tensor, shift: &Tensor) -> candle::Result<Tensor> {
+        let bias = self.bias.unsqueeze(0)?.broadcast_add(shift)?;
+        crate::ops::add_channel_bias(&self.correlate(xs)?, &bias)
+    }
+
     /// `max_pool(relu(conv(x) + b), k)` ([`crate::ops::max_pool2d`]),
     /// computed as `relu(max_pool(conv(x), k) + b)`.
     ///
@@ -704,7 +713,7 @@ mod tests {
         #[test]
         fn prop_relu_max_pool_reordered_matches_the_layers_in_order(
             seed in proptest::prelude::any::<u64>(), batch in 1usize..4, c_in in 1usize..4, c_out in 1usize..5,
-            side in 4usize..12, k in 1usize..4, padding in 0usize..2,
+            side in 5usize..12, k in 1usize..4, padding in 0usize..2,
         ) {
             use crate::ops::test_util::rel_err;
             let mut rng = crate::rng_from_seed(seed);
@@ -725,6 +734,34 @@ mod tests {
                 proptest::prop_assert!(rel_err(a, b) <= 1e-5, "gradient of a {:?} tensor", v.dims());
             }
         }
+    }
+
+    /// `forward_shifted` against the conv and a broadcast add of the shift:
+    /// value and the gradients of input, kernel, bias and shift.
+    #[test]
+    fn shifted_conv_matches_a_broadcast_add() -> candle::Result<()> {
+        use crate::ops::test_util::rel_err;
+        let mut rng = crate::rng_from_seed(5);
+        let dev = &Device::Cpu;
+        let var = |t: Tensor| Var::from_tensor(&t);
+        let xs = var(crate::rng::randn(&mut rng, (3, 2, 9, 9), dev)?)?;
+        let weight = var(crate::rng::randn(&mut rng, (4, 2, 3, 3), dev)?)?;
+        let bias = var(crate::rng::randn(&mut rng, 4, dev)?)?;
+        let shift = var(crate::rng::randn(&mut rng, (3, 4), dev)?)?;
+        let conv = Conv2d::new(weight.as_tensor().clone(), bias.as_tensor().clone(), 1, 1);
+        let fused = conv.forward_shifted(&xs, &shift)?;
+        let plain = conv.forward(&xs)?.broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)?;
+        assert!(rel_err(&fused, &plain) < 1e-6);
+        let r = crate::rng::randn(&mut rng, fused.shape(), dev)?;
+        let (ours, theirs) = (
+            (&fused * &r)?.sum_all()?.backward()?,
+            (&plain * &r)?.sum_all()?.backward()?,
+        );
+        for v in [&xs, &weight, &bias, &shift] {
+            let (a, b) = (ours.get(v).unwrap(), theirs.get(v).unwrap());
+            assert!(rel_err(a, b) < 1e-5, "gradient of a {:?} tensor", v.dims());
+        }
+        Ok(())
     }
 
     #[test]

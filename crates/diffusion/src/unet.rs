@@ -59,8 +59,9 @@ impl Res {
 
     /// `x [n, a, h, w]`, `e_act = SiLU(e) [n, 256]`.
     fn forward(&self, x: &Tensor, e_act: &Tensor) -> Result<Tensor> {
-        let shift = self.t.forward(e_act)?.unsqueeze(2)?.unsqueeze(3)?;
-        let h = self.c1.forward(&self.n1.forward_silu(x)?)?.broadcast_add(&shift)?;
+        let h = self
+            .c1
+            .forward_shifted(&self.n1.forward_silu(x)?, &self.t.forward(e_act)?)?;
         let h = self.c2.forward(&self.n2.forward_silu(&h)?)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(x)?,

@@ -15,6 +15,10 @@
 //! both:      y = rect(x + b[c]),         ∂x as the rectifier's,  ∂b[c] = Σ_{n, h, w} ∂x[n, c, h, w]
 //! ```
 //!
+//! The bias may also be one per example and channel, `b[n, c]` (`∂b[n, c] =
+//! Σ_{h, w} ∂x[n, c, h, w]`): a convolution's bias plus a per-example shift,
+//! such as a diffusion UNet's time embedding, added in the same sweep.
+//!
 //! The mask is read off the output, which has the input's sign for `s ≥ 0`.
 //! [`bias_relu`] and [`bias_activation`] are two ops as one graph node:
 //! besides one sweep instead of two, Candle's backward then allocates
@@ -232,9 +236,12 @@ struct ChannelBias {
     act: Activation,
 }
 
-/// `[N, C, …] → [C]`, the sum over every dimension but 1.
+/// `[N, C, …] → [C]`, the sum over every dimension but 1; or, per example,
+/// `[N, C, …] → [N, C]`, the sum over every dimension but 0 and 1.
 #[derive(Clone, Copy, Debug)]
-struct ChannelSum;
+struct ChannelSum {
+    per_example: bool,
+}
 
 /// `(n, c, inner)` of an `[N, C, …]` shape.
 fn split_channels(shape: &Shape) -> candle::Result<(usize, usize, usize)> {
@@ -245,13 +252,14 @@ fn split_channels(shape: &Shape) -> candle::Result<(usize, usize, usize)> {
     Ok((dims[0], dims[1], dims[2..].iter().product()))
 }
 
-/// `(c, inner)` of an `[N, C, …]` input after checking that `bias` is `[C]`.
+/// `(bias length, inner)` of an `[N, C, …]` input after checking that
+/// `bias` is `[C]` or `[N, C]`.
 fn check_bias(op: &str, input: &Shape, bias: &Shape) -> candle::Result<(usize, usize)> {
-    let (_, channels, inner) = split_channels(input)?;
-    if bias.dims() != [channels] {
-        bail!("{op}: bias {bias:?} does not fit input {input:?}")
+    let (n, channels, inner) = split_channels(input)?;
+    if bias.dims() != [channels] && bias.dims() != [n, channels] {
+        bail!("{op}: bias {bias:?} does not fit input {input:?} (one per channel, or per example and channel)")
     }
-    Ok((channels, inner))
+    Ok((bias.elem_count(), inner))
 }
 
 /// `y = x + b[c]`, rectified when `RECT` (leaky when `LEAKY`); constants,
@@ -268,7 +276,8 @@ fn channel_bias_slice<T: WithDType, const RECT: bool, const LEAKY: bool>(
         return y;
     }
     let channels = b.len();
-    // One task per `[inner]` plane, `plane % channels` picks the bias.
+    // One task per `[inner]` plane, `plane % channels` picks the bias (the
+    // plane itself for a bias per example and channel).
     for_each_chunk(&mut y, inner, x.len() >= PARALLEL_MIN, |plane, y| {
         let bias = b[plane % channels];
         for (y, &x) in y.iter_mut().zip(&x[plane * inner..]) {
@@ -334,7 +343,11 @@ impl CustomOp2 for ChannelBias {
         };
         let db = bias
             .track_op()
-            .then(|| dx.contiguous()?.apply_op1(ChannelSum))
+            .then(|| {
+                dx.contiguous()?.apply_op1(ChannelSum {
+                    per_example: bias.rank() == 2,
+                })
+            })
             .transpose()?;
         Ok((xs.track_op().then_some(dx), db))
     }
@@ -346,22 +359,31 @@ impl CustomOp1 for ChannelSum {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> CpuForward {
-        let (_, channels, inner) = split_channels(layout.shape())?;
-        let out = map_floats!(self.name(), |g = (storage, layout)| channel_sum_slice(g, channels, inner));
-        Ok((out, Shape::from(channels)))
+        let (n, channels, inner) = split_channels(layout.shape())?;
+        let (sums, shape) = if self.per_example {
+            (n * channels, Shape::from((n, channels)))
+        } else {
+            (channels, Shape::from(channels))
+        };
+        let out = map_floats!(self.name(), |g = (storage, layout)| channel_sum_slice(g, sums, inner));
+        Ok((out, shape))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle::Result<Option<Tensor>> {
         let mut dims = vec![1; arg.rank()];
         dims[1] = arg.dim(1)?;
+        if self.per_example {
+            dims[0] = arg.dim(0)?;
+        }
         Ok(Some(grad_res.reshape(dims)?.broadcast_as(arg.shape())?))
     }
 }
 
 /// `act(xs + bias)` with `bias` `[C]` added along dimension 1 of `xs`
-/// `[N, C, …]`: a convolution's (or linear layer's) bias and its activation
-/// in one sweep forward and one backward ([`add_channel_bias`] and
-/// [`bias_relu`] are its two commonest cases).
+/// `[N, C, …]` (or `[N, C]`, one bias per example and channel): a
+/// convolution's (or linear layer's) bias and its activation in one sweep
+/// forward and one backward ([`add_channel_bias`] and [`bias_relu`] are its
+/// two commonest cases).
 ///
 /// Same numbers as the two ops composed (rectifier gradients at exactly 0
 /// as PyTorch's), with one graph node instead of two, so Candle's backward
@@ -370,15 +392,16 @@ impl CustomOp1 for ChannelSum {
 /// activation composed from Candle's ops.
 ///
 /// # Errors
-/// A tensor of rank below 2, a bias whose length is not `C`, or mismatched
-/// dtypes or devices.
+/// A tensor of rank below 2, a bias that is neither `[C]` nor `[N, C]`, or
+/// mismatched dtypes or devices.
 pub fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> candle::Result<Tensor> {
-    let (channels, _) = check_bias("bias_activation", xs.shape(), bias.shape())?;
+    check_bias("bias_activation", xs.shape(), bias.shape())?;
     if fast_path(&[xs, bias]) && act.is_fast() {
         return xs.contiguous()?.apply_op2(&bias.contiguous()?, ChannelBias { act });
     }
     let mut dims = vec![1; xs.rank()];
-    dims[1] = channels;
+    let from = 2 - bias.rank();
+    dims[from..2].copy_from_slice(&xs.dims()[from..2]);
     act.apply_candle(&xs.broadcast_add(&bias.reshape(dims)?)?)
 }
 
@@ -400,16 +423,17 @@ pub fn bias_relu(xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
 
 /// `xs + bias` with `bias` `[C]` added along dimension 1 of `xs`
 /// `[N, C, …]`: the bias of a convolution (`[N, C, H, W]`) or of a linear
-/// layer (`[N, C]`).
+/// layer (`[N, C]`). A bias `[N, C]` is one per example and channel (a
+/// convolution's bias plus a per-example shift, e.g. a time embedding).
 ///
-/// Same numbers as `xs.broadcast_add(&bias.reshape((1, C, 1, 1))?)`; the
-/// bias gradient `Σ_{n, h, w} ∂y[n, c, h, w]` is summed per plane (in `f64`)
-/// instead of by Candle's strided reduction. Other devices and dtypes use
-/// Candle's `broadcast_add`.
+/// Same numbers as `xs.broadcast_add(&bias.reshape((1, C, 1, 1))?)` (or
+/// `(N, C, 1, 1)`); the bias gradient `Σ_{n, h, w} ∂y[n, c, h, w]` is
+/// summed per plane (in `f64`) instead of by Candle's strided reduction.
+/// Other devices and dtypes use Candle's `broadcast_add`.
 ///
 /// # Errors
-/// A tensor of rank below 2, a bias whose length is not `C`, or mismatched
-/// dtypes or devices.
+/// A tensor of rank below 2, a bias that is neither `[C]` nor `[N, C]`, or
+/// mismatched dtypes or devices.
 pub fn add_channel_bias(xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
     bias_activation(xs, bias, Activation::Identity)
 }
@@ -432,6 +456,17 @@ mod tests {
     /// `[5, 1, 4]`). The kernels are generic, so the f32 path is the same
     /// code; `large_inputs_match_too` runs it.
     fn check_bias_act(dims: Vec<usize>, seed: u64, dtype: DType, act: Activation) -> Result<(), TestCaseError> {
+        check_bias_act_of(dims, seed, dtype, act, false)
+    }
+
+    /// As [`check_bias_act`], with a bias `[N, C]` when `per_example`.
+    fn check_bias_act_of(
+        dims: Vec<usize>,
+        seed: u64,
+        dtype: DType,
+        act: Activation,
+        per_example: bool,
+    ) -> Result<(), TestCaseError> {
         let draw = |seed: u64, shape: Vec<usize>| {
             Var::from_tensor(
                 &randn(&mut rng_from_seed(seed), shape, &Device::Cpu)
@@ -441,7 +476,8 @@ mod tests {
             .unwrap()
         };
         let xs = draw(seed, dims.clone());
-        let bias = draw(seed ^ 1, vec![dims[1]]);
+        let bias_dims = if per_example { dims[..2].to_vec() } else { vec![dims[1]] };
+        let bias = draw(seed ^ 1, bias_dims.clone());
         let run = |ours: Option<bool>| -> candle::Result<(Tensor, Tensor, Tensor)> {
             let separate = |z: &Tensor| match act {
                 Activation::Identity => Ok(z.clone()),
@@ -454,7 +490,7 @@ mod tests {
                 Some(true) => bias_activation(&xs, &bias, act)?,
                 None => {
                     let mut shape = vec![1; dims.len()];
-                    shape[1] = dims[1];
+                    shape[2 - bias_dims.len()..2].copy_from_slice(&bias_dims);
                     act.apply_candle(&xs.broadcast_add(&bias.reshape(shape)?)?)?
                 }
             };
@@ -486,6 +522,16 @@ mod tests {
             let act = if leaky { Activation::LeakyRelu(slope) } else { Activation::Identity };
             check_bias_act(dims, seed, DType::F64, act)?;
         }
+
+        /// A bias `[N, C]`, one per example and channel, against Candle's
+        /// `broadcast_add` of it reshaped to `[N, C, 1, …]`.
+        #[test]
+        fn prop_bias_per_example_matches_candle(
+            dims in prop::collection::vec(1..=6usize, 2..=4), seed in any::<u64>(), act in 0..3usize,
+        ) {
+            let act = [Activation::Identity, Activation::Relu, Activation::LeakyRelu(0.2)][act];
+            check_bias_act_of(dims, seed, DType::F64, act, true)?;
+        }
     }
 
     /// Inputs above `PARALLEL_MIN` take the parallel paths.
@@ -493,6 +539,7 @@ mod tests {
     fn large_inputs_match_too() {
         check_bias_act(vec![3, 5, 150, 130], 9, DType::F32, Activation::Relu).unwrap();
         check_bias_act(vec![3, 5, 150, 130], 9, DType::F32, Activation::LeakyRelu(0.2)).unwrap();
+        check_bias_act_of(vec![3, 5, 150, 130], 9, DType::F32, Activation::Identity, true).unwrap();
     }
 
     #[test]
@@ -536,10 +583,15 @@ mod tests {
         let d = randn(&mut rng_from_seed(3), (2, 3, 4), &Device::Cpu)?;
         let grads = (rectifier_grad(&ys, &g, 0.0)? * &d)?.sum_all()?.backward()?;
         assert!(rel_err(grads.get(&g).unwrap(), &rectifier_grad(&ys, &d, 0.0)?) < 1e-7);
-        let sums = g.as_tensor().apply_op1(ChannelSum)?;
+        let sums = g.as_tensor().apply_op1(ChannelSum { per_example: false })?;
         let weights = Tensor::new(&[1f32, 2., 3.], &Device::Cpu)?;
         let grads = (sums * &weights)?.sum_all()?.backward()?;
         let expected = weights.reshape((1, 3, 1))?.broadcast_as((2, 3, 4))?;
+        assert!(rel_err(grads.get(&g).unwrap(), &expected) < 1e-7);
+        let sums = g.as_tensor().apply_op1(ChannelSum { per_example: true })?;
+        let weights = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &Device::Cpu)?;
+        let grads = (sums * &weights)?.sum_all()?.backward()?;
+        let expected = weights.reshape((2, 3, 1))?.broadcast_as((2, 3, 4))?;
         assert!(rel_err(grads.get(&g).unwrap(), &expected) < 1e-7);
         Ok(())
     }
@@ -556,5 +608,8 @@ mod tests {
             .is_err()
         );
         assert!(bias_relu(&xs, &Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap()).is_err());
+        // Per example and channel: `[N, C]` fits, `[C, N]` does not.
+        assert!(add_channel_bias(&xs, &Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).is_ok());
+        assert!(add_channel_bias(&xs, &Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap()).is_err());
     }
 }
