@@ -323,7 +323,7 @@ impl CustomOp2 for PoolGrad {
 /// propagates. On the CPU in `f32`/`f64` (windows up to 16×16) forward and
 /// backward are single sweeps, the forward recording each window's argmax
 /// for the backward; elsewhere this calls Candle's `max_pool2d` (and its
-/// gradient).
+/// gradient) on the rows and columns that whole windows cover.
 ///
 /// # Errors
 /// A tensor that is not 4-D, a zero kernel size, or a kernel larger than the
@@ -337,6 +337,17 @@ pub fn max_pool2d(xs: &Tensor, kernel_size: usize) -> candle::Result<Tensor> {
         bail!("max_pool2d: kernel size {kernel_size} is larger than the input size {h}x{w}")
     }
     if !fast_path(&[xs]) || kernel_size > MAX_FAST_KERNEL {
+        // Candle's backward upsamples the pooled gradient to the input's
+        // size, which misplaces it unless `k` divides both sides: pool only
+        // the rows and columns whole windows cover (the same values).
+        let (h_used, w_used) = (h / kernel_size * kernel_size, w / kernel_size * kernel_size);
+        if (h_used, w_used) != (h, w) {
+            return xs
+                .narrow(2, 0, h_used)?
+                .narrow(3, 0, w_used)?
+                .contiguous()?
+                .max_pool2d(kernel_size);
+        }
         return xs.max_pool2d(kernel_size);
     }
     xs.contiguous()?.apply_op1(MaxPool {
@@ -477,6 +488,22 @@ mod tests {
     fn windows_above_16_fall_back_to_candle() -> candle::Result<()> {
         let xs = Tensor::arange(0f32, 17.0 * 17.0, &Device::Cpu)?.reshape((1, 1, 17, 17))?;
         assert_eq!(flat(&max_pool2d(&xs, 17)?), [288.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_fallback_puts_the_gradient_at_the_maximum_when_k_does_not_divide() -> candle::Result<()> {
+        // 35×35 falling values, k = 17 (Candle's path): four windows over
+        // rows and columns 0..34, each with its maximum at its top-left
+        // corner. Candle's backward alone upsamples the 2×2 gradient to
+        // 35×35, so row and column 17 would read the first window's.
+        let xs = (Tensor::arange(0f32, 35.0 * 35.0, &Device::Cpu)?.reshape((1, 1, 35, 35))? * -1.0)?;
+        let xs = Var::from_tensor(&xs)?;
+        let ys = max_pool2d(&xs, 17)?;
+        assert_eq!(flat(&ys), [0.0, -17.0, -17.0 * 35.0, -(17.0 * 35.0 + 17.0)]);
+        let grad = flat(ys.sum_all()?.backward()?.get(&xs).unwrap());
+        let nonzero: Vec<usize> = (0..grad.len()).filter(|&i| grad[i] != 0.0).collect();
+        assert_eq!(nonzero, [0, 17, 17 * 35, 17 * 35 + 17]);
         Ok(())
     }
 
