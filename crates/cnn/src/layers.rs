@@ -69,7 +69,7 @@ fn crop_to_multiple(xs: &Tensor, k: usize) -> candle::Result<Tensor> {
 /// every layer below a pooling layer would learn from a gradient scaled down
 /// by `k²` per pooling layer.
 pub fn max_pool(xs: &Tensor, k: usize) -> candle::Result<Tensor> {
-    deepgen_core::ops::max_pool2d(&crop_to_multiple(xs, k)?, k)
+    deepgen_core::ops::max_pool2d(xs, k)
 }
 
 /// `k×k` average pooling with stride `k` on `[N, C, H, W]`.
