@@ -68,31 +68,43 @@ impl RowCrossEntropy {
 
     fn forward<T: Native>(&self, x: &[T], rows: usize, cols: usize) -> Vec<T> {
         let mut out = vec![T::zero(); rows];
-        for_each_chunk(&mut out, 1, x.len() >= PARALLEL_MIN, |i, loss| {
-            let row = &x[i * cols..(i + 1) * cols];
-            let c = T::from_f64(self.scale);
-            let (max, lse) = log_sum_exp(row, i, self.skip_diagonal, c);
-            loss[0] = max + lse - c * row[self.targets[i] as usize];
-        });
+        for_each_chunk(
+            &mut out,
+            1,
+            x.len() >= PARALLEL_MIN,
+            #[inline(always)]
+            |i, loss| {
+                let row = &x[i * cols..(i + 1) * cols];
+                let c = T::from_f64(self.scale);
+                let (max, lse) = log_sum_exp(row, i, self.skip_diagonal, c);
+                loss[0] = max + lse - c * row[self.targets[i] as usize];
+            },
+        );
         out
     }
 
     fn backward<T: Native>(&self, x: &[T], g: &[T], rows: usize, cols: usize) -> Vec<T> {
         let mut dx = vec![T::zero(); rows * cols];
-        for_each_chunk(&mut dx, cols.max(1), x.len() >= PARALLEL_MIN, |i, d| {
-            let row = &x[i * cols..(i + 1) * cols];
-            let c = T::from_f64(self.scale);
-            let (max, lse) = log_sum_exp(row, i, self.skip_diagonal, c);
-            let (shift, gc) = (max + lse, g[i] * c);
-            for (k, (d, &x)) in d.iter_mut().zip(row).enumerate() {
-                *d = gc * (c * x - shift).exp();
-                if self.skip_diagonal && k == i {
-                    *d = T::zero();
+        for_each_chunk(
+            &mut dx,
+            cols.max(1),
+            x.len() >= PARALLEL_MIN,
+            #[inline(always)]
+            |i, d| {
+                let row = &x[i * cols..(i + 1) * cols];
+                let c = T::from_f64(self.scale);
+                let (max, lse) = log_sum_exp(row, i, self.skip_diagonal, c);
+                let (shift, gc) = (max + lse, g[i] * c);
+                for (k, (d, &x)) in d.iter_mut().zip(row).enumerate() {
+                    *d = gc * (c * x - shift).exp();
+                    if self.skip_diagonal && k == i {
+                        *d = T::zero();
+                    }
                 }
-            }
-            let t = self.targets[i] as usize;
-            d[t] -= gc;
-        });
+                let t = self.targets[i] as usize;
+                d[t] -= gc;
+            },
+        );
         dx
     }
 }

@@ -19,6 +19,7 @@
 //! devices and dtypes [`group_norm`] is candle-nn's formula and Candle's
 //! `silu`.
 
+use super::simd::vectorized;
 use super::{CpuForward, Native, contiguous_slice, fast_path, map_floats};
 use candle::{CpuStorage, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
@@ -68,6 +69,7 @@ fn lane_sum<T: WithDType>(x: &[T], f: impl Fn(f64) -> f64) -> f64 {
 }
 
 /// `(μ, r)` of one group's values.
+#[inline(always)]
 fn moments<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
     let mean = lane_sum(x, |v| v) / m;
@@ -79,48 +81,41 @@ fn moments<T: WithDType>(x: &[T], eps: f64) -> (f64, f64) {
 /// vectorise (one running sum is a chain of dependent additions).
 const SUM_LANES: usize = 8;
 
-/// One channel's share of the backward pass: writes `γ ∂z` per value into
-/// `dz_scaled` and returns `(Σ ∂z, Σ ∂z x̂)`, with `∂z = ∂y` or, after
-/// SiLU, `∂y s(z)(1 + z(1 − s(z)))`.
+/// One channel's share of the backward pass: writes `∂z` per value into
+/// `dz` and returns `(Σ ∂z, Σ ∂z x̂)`, with `∂z = ∂y` or, after SiLU,
+/// `∂y s(z)(1 + z(1 − s(z)))`. Two sweeps, each simple enough for the
+/// compiler to vectorise: the element-wise `∂z`, then the two sums in
+/// [`SUM_LANES`] lanes (one sweep doing both, with the exponential inside
+/// the lane loop, stayed scalar).
 #[inline(always)]
 fn channel_grad<T: Native, const SILU: bool>(
     xs: &[T],
     ds: &[T],
-    dz_scaled: &mut [T],
+    dz: &mut [T],
     (mean, r, gamma, beta): (T, T, T, T),
 ) -> (T, T) {
     let one = T::one();
-    let value = |x: T, d: T| -> (T, T) {
-        let xhat = (x - mean) * r;
-        let dz = if SILU {
-            let z = gamma * xhat + beta;
+    if SILU {
+        for ((o, &x), &d) in dz.iter_mut().zip(xs).zip(ds) {
+            let z = gamma * ((x - mean) * r) + beta;
             let s = T::sigmoid(z);
-            d * s * (one + z * (one - s))
-        } else {
-            d
-        };
-        (dz, xhat)
-    };
+            *o = d * s * (one + z * (one - s));
+        }
+    } else {
+        dz.copy_from_slice(ds);
+    }
     let (mut sum_dz, mut sum_dz_xhat) = ([T::zero(); SUM_LANES], [T::zero(); SUM_LANES]);
-    let chunks = xs
-        .chunks_exact(SUM_LANES)
-        .zip(ds.chunks_exact(SUM_LANES))
-        .zip(dz_scaled.chunks_exact_mut(SUM_LANES));
-    for ((xc, dc), oc) in chunks {
+    for (xc, dc) in xs.chunks_exact(SUM_LANES).zip(dz.chunks_exact(SUM_LANES)) {
         for l in 0..SUM_LANES {
-            let (dz, xhat) = value(xc[l], dc[l]);
-            sum_dz[l] += dz;
-            sum_dz_xhat[l] += dz * xhat;
-            oc[l] = gamma * dz;
+            sum_dz[l] += dc[l];
+            sum_dz_xhat[l] += dc[l] * ((xc[l] - mean) * r);
         }
     }
     let done = xs.len() - xs.len() % SUM_LANES;
     let (mut total_dz, mut total_dz_xhat) = (T::zero(), T::zero());
     for k in done..xs.len() {
-        let (dz, xhat) = value(xs[k], ds[k]);
-        total_dz += dz;
-        total_dz_xhat += dz * xhat;
-        dz_scaled[k] = gamma * dz;
+        total_dz += dz[k];
+        total_dz_xhat += dz[k] * ((xs[k] - mean) * r);
     }
     for l in 0..SUM_LANES {
         total_dz += sum_dz[l];
@@ -131,43 +126,51 @@ fn channel_grad<T: Native, const SILU: bool>(
 
 impl GroupNormOp {
     fn forward<T: Native>(&self, x: &[T], w: &[T], b: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
-        let per_group = c / self.groups;
         let mut y = vec![T::zero(); x.len()];
         let sample = c * inner;
         y.par_chunks_mut(sample.max(1)).enumerate().take(n).for_each(|(i, y)| {
-            for g in 0..self.groups {
-                let start = g * per_group * inner;
-                let block = &x[i * sample + start..i * sample + start + per_group * inner];
-                let (mean, r) = moments(block, self.eps);
-                for ch in 0..per_group {
-                    let channel = g * per_group + ch;
-                    let scale = w[channel].to_f64() * r;
-                    let shift = b[channel].to_f64() - mean * scale;
-                    let (xs, ys) = (
-                        &block[ch * inner..(ch + 1) * inner],
-                        &mut y[start + ch * inner..start + (ch + 1) * inner],
-                    );
-                    let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
-                    if self.silu {
-                        for (y, &x) in ys.iter_mut().zip(xs) {
-                            let z = scale * x + shift;
-                            *y = z * T::sigmoid(z);
-                        }
-                    } else {
-                        for (y, &x) in ys.iter_mut().zip(xs) {
-                            *y = scale * x + shift;
-                        }
-                    }
-                }
-            }
+            let x = &x[i * sample..(i + 1) * sample];
+            vectorized(
+                #[inline(always)]
+                || self.forward_sample(x, w, b, y, inner),
+            )
         });
         y
     }
 
+    /// One sample's `y` from its `x` (`C·inner` values each).
+    #[inline(always)]
+    fn forward_sample<T: Native>(&self, x: &[T], w: &[T], b: &[T], y: &mut [T], inner: usize) {
+        let per_group = w.len() / self.groups;
+        for g in 0..self.groups {
+            let start = g * per_group * inner;
+            let block = &x[start..start + per_group * inner];
+            let (mean, r) = moments(block, self.eps);
+            for ch in 0..per_group {
+                let channel = g * per_group + ch;
+                let scale = w[channel].to_f64() * r;
+                let shift = b[channel].to_f64() - mean * scale;
+                let (xs, ys) = (
+                    &block[ch * inner..(ch + 1) * inner],
+                    &mut y[start + ch * inner..start + (ch + 1) * inner],
+                );
+                let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                if self.silu {
+                    for (y, &x) in ys.iter_mut().zip(xs) {
+                        let z = scale * x + shift;
+                        *y = z * T::sigmoid(z);
+                    }
+                } else {
+                    for (y, &x) in ys.iter_mut().zip(xs) {
+                        *y = scale * x + shift;
+                    }
+                }
+            }
+        }
+    }
+
     /// `[∂x (N·C·inner), ∂γ (C), ∂β (C)]`.
     fn backward<T: Native>(&self, x: &[T], params: &[T], dy: &[T], (n, c, inner): (usize, usize, usize)) -> Vec<T> {
-        let (w, b) = params.split_at(c);
-        let per_group = c / self.groups;
         let sample = c * inner;
         let mut dx = vec![T::zero(); x.len()];
         // Each sample's ∂x and its share of ∂γ, ∂β.
@@ -176,41 +179,12 @@ impl GroupNormOp {
             .enumerate()
             .take(n)
             .map(|(i, dx)| {
-                let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
-                let mut dz_scaled = vec![T::zero(); per_group * inner];
-                for g in 0..self.groups {
-                    let start = g * per_group * inner;
-                    let range = i * sample + start..i * sample + start + per_group * inner;
-                    let (block, dblock) = (&x[range.clone()], &dy[range]);
-                    let (mean, r) = moments(block, self.eps);
-                    let (mean_t, r_t) = (T::from_f64(mean), T::from_f64(r));
-                    // γ ∂z per value, and the two group means of the ∂x formula.
-                    let (mut sum, mut sum_xhat) = (0.0, 0.0);
-                    for ch in 0..per_group {
-                        let channel = g * per_group + ch;
-                        let (gamma, beta) = (w[channel], b[channel]);
-                        // Per-channel sums in T (a channel is one H·W plane), then f64.
-                        let plane = ch * inner..(ch + 1) * inner;
-                        let (xs, ds) = (&block[plane.clone()], &dblock[plane.clone()]);
-                        let (db_c, dw_c) = if self.silu {
-                            channel_grad::<T, true>(xs, ds, &mut dz_scaled[plane], (mean_t, r_t, gamma, beta))
-                        } else {
-                            channel_grad::<T, false>(xs, ds, &mut dz_scaled[plane], (mean_t, r_t, gamma, beta))
-                        };
-                        db[channel] += db_c.to_f64();
-                        dw[channel] += dw_c.to_f64();
-                        let g = gamma.to_f64();
-                        sum += g * db_c.to_f64();
-                        sum_xhat += g * dw_c.to_f64();
-                    }
-                    let m = (per_group * inner) as f64;
-                    let (mean_d, mean_dx) = (T::from_f64(sum / m), T::from_f64(sum_xhat / m));
-                    for k in 0..per_group * inner {
-                        let xhat = (block[k] - mean_t) * r_t;
-                        dx[start + k] = r_t * (dz_scaled[k] - mean_d - xhat * mean_dx);
-                    }
-                }
-                (dw, db)
+                let range = i * sample..(i + 1) * sample;
+                let (x, dy) = (&x[range.clone()], &dy[range]);
+                vectorized(
+                    #[inline(always)]
+                    || self.backward_sample(x, params, dy, dx, inner),
+                )
             })
             .collect();
         let mut out = dx;
@@ -222,6 +196,62 @@ impl GroupNormOp {
             }
         }
         out
+    }
+
+    /// One sample's `∂x` (written into `dx`) and its `(∂γ, ∂β)` shares, from
+    /// its `x` and `∂y`; `params` is `[γ; β]`.
+    #[inline(always)]
+    fn backward_sample<T: Native>(
+        &self,
+        x: &[T],
+        params: &[T],
+        dy: &[T],
+        dx: &mut [T],
+        inner: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let c = params.len() / 2;
+        let (w, b) = params.split_at(c);
+        let per_group = c / self.groups;
+        let (mut dw, mut db) = (vec![0.0; c], vec![0.0; c]);
+        let mut dz = vec![T::zero(); per_group * inner];
+        for g in 0..self.groups {
+            let start = g * per_group * inner;
+            let range = start..start + per_group * inner;
+            let (block, dblock) = (&x[range.clone()], &dy[range]);
+            let (mean, r) = moments(block, self.eps);
+            let (mean_t, r_t) = (T::from_f64(mean), T::from_f64(r));
+            // ∂z per value, and the two group means of the ∂x formula.
+            let (mut sum, mut sum_xhat) = (0.0, 0.0);
+            for ch in 0..per_group {
+                let channel = g * per_group + ch;
+                let (gamma, beta) = (w[channel], b[channel]);
+                // Per-channel sums in T (a channel is one H·W plane), then f64.
+                let plane = ch * inner..(ch + 1) * inner;
+                let (xs, ds) = (&block[plane.clone()], &dblock[plane.clone()]);
+                let (db_c, dw_c) = if self.silu {
+                    channel_grad::<T, true>(xs, ds, &mut dz[plane], (mean_t, r_t, gamma, beta))
+                } else {
+                    channel_grad::<T, false>(xs, ds, &mut dz[plane], (mean_t, r_t, gamma, beta))
+                };
+                db[channel] += db_c.to_f64();
+                dw[channel] += dw_c.to_f64();
+                let g = gamma.to_f64();
+                sum += g * db_c.to_f64();
+                sum_xhat += g * dw_c.to_f64();
+            }
+            let m = (per_group * inner) as f64;
+            let (mean_d, mean_dx) = (T::from_f64(sum / m), T::from_f64(sum_xhat / m));
+            for ch in 0..per_group {
+                let gamma = w[g * per_group + ch];
+                let plane = ch * inner..(ch + 1) * inner;
+                let dx = &mut dx[start + plane.start..start + plane.end];
+                for ((dx, &x), &dz) in dx.iter_mut().zip(&block[plane.clone()]).zip(&dz[plane]) {
+                    let xhat = (x - mean_t) * r_t;
+                    *dx = r_t * (gamma * dz - mean_d - xhat * mean_dx);
+                }
+            }
+        }
+        (dw, db)
     }
 }
 

@@ -30,6 +30,7 @@
 //! over the whole band, with padding read from (or added to) one spare zero
 //! slot after the image plane.
 
+use super::simd::vectorized;
 use candle::WithDType;
 use gemm::Parallelism;
 
@@ -192,16 +193,22 @@ pub(crate) fn im2col<T: WithDType>(
     ld: usize,
 ) {
     let band = g.check_band(images.len(), count, (oy0, oy1), cols.len(), ld);
-    if g.gathers() {
-        im2col_gather(g, images, count, oy0, oy1, cols, ld);
-    } else {
-        for j in 0..count {
-            im2col_rows(g, &images[j * g.image_len()..], oy0, oy1, &mut cols[j * band..], ld);
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            if g.gathers() {
+                im2col_gather(g, images, count, oy0, oy1, cols, ld);
+            } else {
+                for j in 0..count {
+                    im2col_rows(g, &images[j * g.image_len()..], oy0, oy1, &mut cols[j * band..], ld);
+                }
+            }
+        },
+    )
 }
 
 /// [`im2col`] by the offset table, built once for all `count` images.
+#[inline(always)]
 fn im2col_gather<T: WithDType>(
     g: &Geometry,
     images: &[T],
@@ -232,6 +239,7 @@ fn im2col_gather<T: WithDType>(
 }
 
 /// [`im2col`] by copying runs of image rows.
+#[inline(always)]
 fn im2col_rows<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
     let band = (oy1 - oy0) * g.out_w;
     let plane = g.height * g.width;
@@ -285,17 +293,23 @@ pub(crate) fn col2im<T: WithDType>(
     ld: usize,
 ) {
     let band = g.check_band(images.len(), count, (oy0, oy1), cols.len(), ld);
-    if g.scatters() {
-        col2im_scatter(g, cols, count, oy0, oy1, images, ld);
-    } else {
-        for j in 0..count {
-            col2im_rows(g, &cols[j * band..], oy0, oy1, &mut images[j * g.image_len()..], ld);
-        }
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            if g.scatters() {
+                col2im_scatter(g, cols, count, oy0, oy1, images, ld);
+            } else {
+                for j in 0..count {
+                    col2im_rows(g, &cols[j * band..], oy0, oy1, &mut images[j * g.image_len()..], ld);
+                }
+            }
+        },
+    )
 }
 
 /// [`col2im`] by the offset table (built once for all `count` images):
 /// padding taps land in the spare slot.
+#[inline(always)]
 fn col2im_scatter<T: WithDType>(
     g: &Geometry,
     cols: &[T],
@@ -326,6 +340,7 @@ fn col2im_scatter<T: WithDType>(
 }
 
 /// [`col2im`] by adding runs of image rows.
+#[inline(always)]
 fn col2im_rows<T: WithDType>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &mut [T], ld: usize) {
     let band = (oy1 - oy0) * g.out_w;
     let plane = g.height * g.width;

@@ -26,6 +26,7 @@
 //! optimizers then take their tensor-op path, which is what runs on CUDA and
 //! Metal.
 
+use super::simd::vectorized;
 use super::{PARALLEL_MIN, contiguous_slice};
 use candle::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, WithDType, bail};
 use rayon::prelude::*;
@@ -202,7 +203,10 @@ fn for_chunks<T: Float, const N: usize>(
 ) -> f64 {
     let n = src.len();
     if n < PARALLEL_MIN {
-        return f(dst, src);
+        return vectorized(
+            #[inline(always)]
+            || f(dst, src),
+        );
     }
     // Split every slice at the same chunk boundaries, then hand the chunk
     // tuples to rayon.
@@ -222,7 +226,15 @@ fn for_chunks<T: Float, const N: usize>(
     }
     // Collected in chunk order and summed in that order: rayon's own `sum`
     // splits by work stealing, so its f64 total would vary in its last bits.
-    let sums: Vec<f64> = parts.into_par_iter().map(|(d, s)| f(d, s)).collect();
+    let sums: Vec<f64> = parts
+        .into_par_iter()
+        .map(|(d, s)| {
+            vectorized(
+                #[inline(always)]
+                || f(d, s),
+            )
+        })
+        .collect();
     sums.iter().sum()
 }
 
@@ -246,6 +258,7 @@ pub(crate) struct AdamStep {
 }
 
 /// Updates θ, m, v in place; returns `Σ g²` of the raw (unclipped) gradient.
+#[inline(always)]
 fn adam_kernel<T: Float>(s: &AdamStep, theta: &mut [T], m: &mut [T], v: &mut [T], g: &[T]) -> f64 {
     let c = |x: f64| T::from_f64(x);
     let (beta1, one_minus_beta1) = (c(s.beta1), c(1.0 - s.beta1));
@@ -296,9 +309,12 @@ fn adam<T: Float>(theta: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, step: Adam
                 if theta.len() != g.len() || m.len() != g.len() || v.len() != g.len() {
                     bail!("{ADAM}: parameter, gradient and state lengths differ")
                 }
-                Ok(for_chunks([theta, m, v], g, move |[theta, m, v], g| {
-                    adam_kernel(&step, theta, m, v, g)
-                }))
+                Ok(for_chunks(
+                    [theta, m, v],
+                    g,
+                    #[inline(always)]
+                    move |[theta, m, v], g| adam_kernel(&step, theta, m, v, g),
+                ))
             })
         })
     })
@@ -345,6 +361,7 @@ pub(crate) struct SgdStep {
     pub grad_scale: f64,
 }
 
+#[inline(always)]
 fn sgd_kernel<T: Float>(s: &SgdStep, theta: &mut [T], buffer: Option<&mut [T]>, g: &[T]) -> f64 {
     let c = |x: f64| T::from_f64(x);
     let (lr, momentum, weight_decay, grad_scale) = (c(s.lr), c(s.momentum), c(s.weight_decay), c(s.grad_scale));
@@ -385,16 +402,24 @@ fn sgd<T: Float>(theta: &Tensor, buffer: Option<&Tensor>, g: &Tensor, step: SgdS
             bail!("{SGD}: parameter and gradient lengths differ")
         }
         let Some(buffer) = buffer else {
-            for_chunks([theta], g, move |[theta], g| sgd_kernel(&step, theta, None, g));
+            for_chunks(
+                [theta],
+                g,
+                #[inline(always)]
+                move |[theta], g| sgd_kernel(&step, theta, None, g),
+            );
             return Ok(());
         };
         with_slice_mut::<T, _>(buffer, SGD, |buffer| {
             if buffer.len() != g.len() {
                 bail!("{SGD}: buffer and gradient lengths differ")
             }
-            for_chunks([theta, buffer], g, move |[theta, buffer], g| {
-                sgd_kernel(&step, theta, Some(buffer), g)
-            });
+            for_chunks(
+                [theta, buffer],
+                g,
+                #[inline(always)]
+                move |[theta, buffer], g| sgd_kernel(&step, theta, Some(buffer), g),
+            );
             Ok(())
         })
     })

@@ -51,6 +51,7 @@ pub(crate) mod inplace;
 pub mod pointwise;
 pub mod pool;
 pub mod runtime;
+pub(crate) mod simd;
 
 pub use batch_norm::{BatchStatistics, batch_norm};
 pub use conv::{conv_transpose2d, conv2d};
@@ -104,7 +105,8 @@ impl Native for f64 {
 }
 
 /// Calls `f(index, chunk)` for the `chunk`-element pieces of `data` in
-/// order, on rayon's pool when `parallel`.
+/// order, on rayon's pool when `parallel`, compiled for the CPU's widest
+/// vectors ([`simd::vectorized`]; give `f` `#[inline(always)]`).
 pub(crate) fn for_each_chunk<T: Send>(
     data: &mut [T],
     chunk: usize,
@@ -113,9 +115,19 @@ pub(crate) fn for_each_chunk<T: Send>(
 ) {
     let chunk = chunk.max(1);
     if parallel {
-        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| {
+            simd::vectorized(
+                #[inline(always)]
+                || f(i, c),
+            )
+        });
     } else {
-        data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        data.chunks_mut(chunk).enumerate().for_each(|(i, c)| {
+            simd::vectorized(
+                #[inline(always)]
+                || f(i, c),
+            )
+        });
     }
 }
 

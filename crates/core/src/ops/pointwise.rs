@@ -114,22 +114,34 @@ struct RectifierGrad {
 fn rectify_slice<T: WithDType, const LEAKY: bool>(x: &[T], slope: f64) -> Vec<T> {
     let slope = T::from_f64(slope);
     let mut y = vec![T::zero(); x.len()];
-    for_each_chunk(&mut y, CHUNK, x.len() >= PARALLEL_MIN, |i, y| {
-        for (y, &x) in y.iter_mut().zip(&x[i * CHUNK..]) {
-            *y = rectify::<T, LEAKY>(x, slope);
-        }
-    });
+    for_each_chunk(
+        &mut y,
+        CHUNK,
+        x.len() >= PARALLEL_MIN,
+        #[inline(always)]
+        |i, y| {
+            for (y, &x) in y.iter_mut().zip(&x[i * CHUNK..]) {
+                *y = rectify::<T, LEAKY>(x, slope);
+            }
+        },
+    );
     y
 }
 
 fn rectify_grad_slice<T: WithDType, const LEAKY: bool>(y: &[T], g: &[T], slope: f64) -> Vec<T> {
     let slope = T::from_f64(slope);
     let mut dx = vec![T::zero(); y.len()];
-    for_each_chunk(&mut dx, CHUNK, y.len() >= PARALLEL_MIN, |i, dx| {
-        for ((dx, &y), &g) in dx.iter_mut().zip(&y[i * CHUNK..]).zip(&g[i * CHUNK..]) {
-            *dx = rectify_grad::<T, LEAKY>(y, g, slope);
-        }
-    });
+    for_each_chunk(
+        &mut dx,
+        CHUNK,
+        y.len() >= PARALLEL_MIN,
+        #[inline(always)]
+        |i, dx| {
+            for ((dx, &y), &g) in dx.iter_mut().zip(&y[i * CHUNK..]).zip(&g[i * CHUNK..]) {
+                *dx = rectify_grad::<T, LEAKY>(y, g, slope);
+            }
+        },
+    );
     dx
 }
 
@@ -278,16 +290,22 @@ fn channel_bias_slice<T: WithDType, const RECT: bool, const LEAKY: bool>(
     let channels = b.len();
     // One task per `[inner]` plane, `plane % channels` picks the bias (the
     // plane itself for a bias per example and channel).
-    for_each_chunk(&mut y, inner, x.len() >= PARALLEL_MIN, |plane, y| {
-        let bias = b[plane % channels];
-        for (y, &x) in y.iter_mut().zip(&x[plane * inner..]) {
-            *y = if RECT {
-                rectify::<T, LEAKY>(x + bias, slope)
-            } else {
-                x + bias
-            };
-        }
-    });
+    for_each_chunk(
+        &mut y,
+        inner,
+        x.len() >= PARALLEL_MIN,
+        #[inline(always)]
+        |plane, y| {
+            let bias = b[plane % channels];
+            for (y, &x) in y.iter_mut().zip(&x[plane * inner..]) {
+                *y = if RECT {
+                    rectify::<T, LEAKY>(x + bias, slope)
+                } else {
+                    x + bias
+                };
+            }
+        },
+    );
     y
 }
 

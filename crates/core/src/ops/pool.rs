@@ -191,11 +191,17 @@ fn scatter<T: WithDType>(p: Plane, offsets: &[u8], g: &[T]) -> Vec<T> {
         return dx;
     }
     let parallel = dx.len() >= PARALLEL_MIN;
-    for_each_chunk(&mut dx, p.input_len(), parallel, |i, dx| {
-        let range = i * p.output_len()..(i + 1) * p.output_len();
-        let g = &g[range.clone()];
-        p.for_each_window(&offsets[range], |window, pixel| dx[pixel] = g[window]);
-    });
+    for_each_chunk(
+        &mut dx,
+        p.input_len(),
+        parallel,
+        #[inline(always)]
+        |i, dx| {
+            let range = i * p.output_len()..(i + 1) * p.output_len();
+            let g = &g[range.clone()];
+            p.for_each_window(&offsets[range], |window, pixel| dx[pixel] = g[window]);
+        },
+    );
     dx
 }
 
@@ -205,11 +211,17 @@ fn gather<T: WithDType>(p: Plane, offsets: &[u8], d: &[T]) -> Vec<T> {
     if out.is_empty() {
         return out;
     }
-    for_each_chunk(&mut out, p.output_len(), d.len() >= PARALLEL_MIN, |i, out| {
-        let d = &d[i * p.input_len()..(i + 1) * p.input_len()];
-        let offsets = &offsets[i * p.output_len()..(i + 1) * p.output_len()];
-        p.for_each_window(offsets, |window, pixel| out[window] = d[pixel]);
-    });
+    for_each_chunk(
+        &mut out,
+        p.output_len(),
+        d.len() >= PARALLEL_MIN,
+        #[inline(always)]
+        |i, out| {
+            let d = &d[i * p.input_len()..(i + 1) * p.input_len()];
+            let offsets = &offsets[i * p.output_len()..(i + 1) * p.output_len()];
+            p.for_each_window(offsets, |window, pixel| out[window] = d[pixel]);
+        },
+    );
     out
 }
 
