@@ -1,19 +1,22 @@
-//! CPU training speed: plain Candle against deepgen-core's kernels, side by side.
+//! What plain Candle costs, beside deepgen: one figure per workload and
+//! implementation, each measured in one place.
 //!
 //! Prints one line per figure, `BENCH <name> <seconds> <pytorch_seconds|->`,
-//! for `cargo xtask bench` to collect. Every workload is timed twice in the
-//! same run, so the two columns see the same machine and the same load:
+//! for `cargo xtask bench` to collect:
 //!
-//! - `*_candle`: plain Candle, as a Candle user writes it (`Tensor::conv2d`,
-//!   `broadcast_add`, `relu`, `max_pool2d`, `conv_transpose2d`, candle-nn's
-//!   `AdamW`), with glibc's default allocator settings;
-//! - `*_deepgen`: the same networks through [`deepgen_core::ops`]
-//!   (`conv2d`, `bias_relu`, `max_pool2d`, `conv_transpose2d`) and the fused
-//!   [`deepgen_core::Adam`], in a child process that first applies
+//! - `seed_cnn_forward_b32_candle`, `seed_cnn_train_step_b32_candle`,
+//!   `vae_step_b128_candle`: the seed CNN and the pytorch/examples VAE as a
+//!   Candle user writes them (`Tensor::conv2d`, `broadcast_add`, `relu`,
+//!   `max_pool2d`, candle-nn's layers and `AdamW`), with glibc's default
+//!   allocator settings. deepgen's figures for the same workloads come from
+//!   the model crates' own benches (`deepgen-cnn`'s `seed_cnn`,
+//!   `deepgen-vae`'s `vae_mnist`: `seed_cnn_forward_b32`,
+//!   `seed_cnn_train_step_b32`, `vae_step_b128`), which run the real models;
+//! - `conv_transpose_128to64_7to14_b64_fwd_bwd_{candle,deepgen}`: one op,
+//!   Candle's `conv_transpose2d` against [`deepgen_core::ops`]'s, the
+//!   deepgen side in a child process that first applies
 //!   [`deepgen_core::prepare_cpu_training`] (memory reuse, one element-wise
-//!   thread for Candle), as a training program does. The VAE's layers and
-//!   loss are the same Candle ops on both sides; only the optimizer and the
-//!   process settings differ.
+//!   thread for Candle), as a training program does.
 //!
 //! Both sides share one gemm build, with its AVX-512 kernels (deepgen-core
 //! turns on gemm's `x86-v4` feature), so plain Candle's matrix products here
@@ -40,7 +43,7 @@ use candle::{D, DType, Device, Module, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use deepgen_core::bench::report;
 use deepgen_core::rng::{rand_uniform, randn, rng_from_seed};
-use deepgen_core::{Adam, AdamConfig, StdRng, ops, seeded_var_builder};
+use deepgen_core::{StdRng, ops, seeded_var_builder};
 use rand::Rng;
 
 const BUDGET_SECONDS: f64 = 6.0;
@@ -87,34 +90,16 @@ impl Impl {
     }
 }
 
-/// The optimizer of a workload: candle-nn's AdamW or deepgen's fused Adam.
-enum Opt {
-    Candle(candle_nn::AdamW),
-    Deepgen(Adam),
-}
-
-impl Opt {
-    fn new(imp: Impl, varmap: &VarMap) -> Result<Self> {
-        Ok(match imp {
-            Impl::Candle => Opt::Candle(candle_nn::AdamW::new(
-                varmap.all_vars(),
-                candle_nn::ParamsAdamW {
-                    lr: 1e-3,
-                    weight_decay: 0.0,
-                    ..Default::default()
-                },
-            )?),
-            Impl::Deepgen => Opt::Deepgen(Adam::new(varmap, AdamConfig::default())?),
-        })
-    }
-
-    fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        match self {
-            Opt::Candle(opt) => opt.backward_step(loss)?,
-            Opt::Deepgen(opt) => opt.backward_step(loss)?,
-        }
-        Ok(())
-    }
+/// candle-nn's AdamW at learning rate 1e-3 without weight decay (Adam).
+fn candle_adam(varmap: &VarMap) -> Result<candle_nn::AdamW> {
+    Ok(candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?)
 }
 
 /// Seed 000's network, `INPUT-128x128x3 CONV-9-32 POOL-2 CONV-5-64 POOL-2
@@ -122,11 +107,10 @@ impl Opt {
 struct SeedCnn {
     convs: Vec<(Tensor, Tensor)>,
     fc: candle_nn::Linear,
-    imp: Impl,
 }
 
 impl SeedCnn {
-    fn new(imp: Impl, vb: VarBuilder) -> Result<Self> {
+    fn new(vb: VarBuilder) -> Result<Self> {
         let mut convs = Vec::new();
         for (i, (c_in, c_out, k)) in [(3, 32, 9), (32, 64, 5), (64, 64, 5)].into_iter().enumerate() {
             let conv = candle_nn::conv2d(c_in, c_out, k, Default::default(), vb.pp(format!("conv{i}")))?;
@@ -134,54 +118,49 @@ impl SeedCnn {
             convs.push((conv.weight().clone(), bias));
         }
         let fc = candle_nn::linear(9216, 3, vb.pp("fc"))?;
-        Ok(Self { convs, fc, imp })
+        Ok(Self { convs, fc })
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (weight, bias) in &self.convs {
-            xs = match self.imp {
-                Impl::Candle => xs
-                    .conv2d(weight, 0, 1, 1, 1)?
-                    .broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?
-                    .relu()?
-                    .max_pool2d(2)?,
-                Impl::Deepgen => {
-                    let ys = ops::bias_relu(&ops::conv2d(&xs, weight, 0, 1, 1)?, bias)?;
-                    ops::max_pool2d(&ys, 2)?
-                }
-            };
+            xs = xs
+                .conv2d(weight, 0, 1, 1, 1)?
+                .broadcast_add(&bias.reshape((1, bias.dim(0)?, 1, 1))?)?
+                .relu()?
+                .max_pool2d(2)?;
         }
         Ok(xs.flatten_from(1)?.apply(&self.fc)?)
     }
 }
 
-fn seed_cnn(imp: Impl, filter: &Option<String>) -> Result<()> {
+/// The seed CNN's forward pass and Adam step at batch 32, in plain Candle.
+fn seed_cnn(filter: &Option<String>) -> Result<()> {
     let mut rng = rng_from_seed(0);
     let xs = rand_uniform(&mut rng, (32, 3, 128, 128), 0.0, 1.0, &Device::Cpu)?;
     let labels: Vec<u32> = (0..32).map(|_| rng.random_range(0..3)).collect();
     let labels = Tensor::new(labels, &Device::Cpu)?;
     let varmap = VarMap::new();
-    let model = SeedCnn::new(imp, seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu))?;
+    let model = SeedCnn::new(seeded_var_builder(&varmap, 0, DType::F32, &Device::Cpu))?;
 
-    let name = format!("seed_cnn_forward_b32_{}", imp.suffix());
-    if selected(&name, filter) {
+    let name = "seed_cnn_forward_b32_candle";
+    if selected(name, filter) {
         let seconds = time(|| {
             black_box(model.forward(&xs)?);
             Ok(())
         })?;
-        report(&name, seconds, Some(0.386));
+        report(name, seconds, Some(0.386));
     }
 
-    let name = format!("seed_cnn_train_step_b32_{}", imp.suffix());
-    if selected(&name, filter) {
-        let mut opt = Opt::new(imp, &varmap)?;
+    let name = "seed_cnn_train_step_b32_candle";
+    if selected(name, filter) {
+        let mut opt = candle_adam(&varmap)?;
         let seconds = time(|| {
             let logits = model.forward(&xs)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            opt.backward_step(&loss)
+            Ok(opt.backward_step(&loss)?)
         })?;
-        report(&name, seconds, Some(0.777));
+        report(name, seconds, Some(0.777));
     }
     Ok(())
 }
@@ -245,21 +224,22 @@ impl Vae {
     }
 }
 
-fn vae_step(imp: Impl, filter: &Option<String>) -> Result<()> {
-    let name = format!("vae_step_b128_{}", imp.suffix());
-    if !selected(&name, filter) {
+/// The VAE's Adam step at batch 128, in plain Candle.
+fn vae_step(filter: &Option<String>) -> Result<()> {
+    let name = "vae_step_b128_candle";
+    if !selected(name, filter) {
         return Ok(());
     }
     let mut rng: StdRng = rng_from_seed(2);
     let xs = rand_uniform(&mut rng, (128, 784), 0.0, 1.0, &Device::Cpu)?;
     let varmap = VarMap::new();
     let vae = Vae::new(seeded_var_builder(&varmap, 2, DType::F32, &Device::Cpu))?;
-    let mut opt = Opt::new(imp, &varmap)?;
+    let mut opt = candle_adam(&varmap)?;
     let seconds = time(|| {
         let eps = randn(&mut rng, (128, 20), &Device::Cpu)?;
-        opt.backward_step(&vae.loss(&xs, &eps)?)
+        Ok(opt.backward_step(&vae.loss(&xs, &eps)?)?)
     })?;
-    report(&name, seconds, Some(0.016));
+    report(name, seconds, Some(0.016));
     Ok(())
 }
 
@@ -271,13 +251,6 @@ fn selected(name: &str, filter: &Option<String>) -> bool {
 /// process (see `main`).
 const CHILD_FLAG: &str = "--deepgen-child";
 
-/// Runs the workload(s) named by `filter` with `imp`.
-fn run(imp: Impl, filter: &Option<String>) -> Result<()> {
-    seed_cnn(imp, filter)?;
-    conv_transpose(imp, filter)?;
-    vae_step(imp, filter)
-}
-
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; the first other argument is a filter.
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -286,33 +259,22 @@ fn main() -> Result<()> {
         // SAFETY: first statement of this process's work, before any other
         // thread exists or any tensor op runs.
         unsafe { deepgen_core::prepare_cpu_training() };
-        return run(Impl::Deepgen, &filter);
+        return conv_transpose(Impl::Deepgen, &filter);
     }
     // Plain Candle runs in this process with Candle's and glibc's default
-    // settings; each deepgen workload runs right after it in a child process
-    // that first applies `prepare_cpu_training`, as `deepgen train` does
-    // (the settings are process-wide and read once, so they cannot be
-    // switched on halfway through one process).
-    let workloads = [
-        "seed_cnn_forward_b32",
-        "seed_cnn_train_step_b32",
-        "conv_transpose_128to64_7to14_b64_fwd_bwd",
-        "vae_step_b128",
-    ];
-    for workload in workloads {
-        let candle = format!("{workload}_candle");
-        let deepgen = format!("{workload}_deepgen");
-        if selected(&candle, &filter) {
-            run(Impl::Candle, &Some(candle))?;
-        }
-        if selected(&deepgen, &filter) {
-            let status = std::process::Command::new(std::env::current_exe()?)
-                .args([CHILD_FLAG, &deepgen])
-                .status()?;
-            if !status.success() {
-                return Err(format!("the deepgen child for {workload} failed: {status}").into());
-            }
+    // settings; the deepgen op runs right after it in a child process that
+    // first applies `prepare_cpu_training`, as `deepgen train` does (the
+    // settings are process-wide and read once, so they cannot be switched
+    // on halfway through one process).
+    seed_cnn(&filter)?;
+    conv_transpose(Impl::Candle, &filter)?;
+    if selected("conv_transpose_128to64_7to14_b64_fwd_bwd_deepgen", &filter) {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .args([CHILD_FLAG, "conv_transpose_128to64_7to14_b64_fwd_bwd_deepgen"])
+            .status()?;
+        if !status.success() {
+            return Err(format!("the deepgen child for conv_transpose failed: {status}").into());
         }
     }
-    Ok(())
+    vae_step(&filter)
 }
