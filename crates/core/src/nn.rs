@@ -353,6 +353,16 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
         Self::new(self.weight.detach(), self.bias.detach(), self.stride, self.padding)
     }
 
+    /// The (transposed) convolution plus `bias` (`[c_out]` or `[N, c_out]`)
+    /// as one op ([`crate::ops::conv2d_with_bias`]).
+    fn correlate_biased(&self, xs: &Tensor, bias: &Tensor) -> candle::Result<Tensor> {
+        if TRANSPOSED {
+            crate::ops::conv_transpose2d_with_bias(xs, &self.weight, bias, self.padding, 0, self.stride, 1)
+        } else {
+            crate::ops::conv2d_with_bias(xs, &self.weight, bias, self.padding, self.stride, 1)
+        }
+    }
+
     /// The (transposed) convolution without its bias.
     fn correlate(&self, xs: &Tensor) -> candle::Result<Tensor> {
         if TRANSPOSED {
@@ -368,12 +378,12 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
     }
 
     /// `conv(x) + b + shift`, with `shift` `[N, c_out]` one value per example
-    /// and output channel (a UNet's time embedding), added in the bias's
-    /// sweep ([`crate::ops::add_channel_bias`] with a bias `[N, C]`): the
-    /// unshifted output is not a second full-size node of the graph.
+    /// and output channel (a UNet's time embedding), added with the bias in
+    /// the convolution's op (a bias `[N, C]`): neither the bare nor the
+    /// unshifted output is a full-size node of the graph.
     pub fn forward_shifted(&self, xs: &Tensor, shift: &Tensor) -> candle::Result<Tensor> {
         let bias = self.bias.unsqueeze(0)?.broadcast_add(shift)?;
-        crate::ops::add_channel_bias(&self.correlate(xs)?, &bias)
+        self.correlate_biased(xs, &bias)
     }
 
     /// `max_pool(relu(conv(x) + b), k)` ([`crate::ops::max_pool2d`]),
@@ -402,8 +412,9 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
 }
 
 impl<const TRANSPOSED: bool> Module for ConvLayer<TRANSPOSED> {
+    /// `conv(x) + b` as one op ([`crate::ops::conv2d_with_bias`]).
     fn forward(&self, xs: &Tensor) -> candle::Result<Tensor> {
-        crate::ops::add_channel_bias(&self.correlate(xs)?, &self.bias)
+        self.correlate_biased(xs, &self.bias)
     }
 }
 

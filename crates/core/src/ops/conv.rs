@@ -40,8 +40,9 @@
 //! own parallelism, and small products stay on the calling thread.
 
 use super::im2col::{Geometry, Mat, col2im, im2col, matmul};
-use super::{CpuForward, fast_path, map_floats};
-use candle::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType, bail};
+use super::pointwise::{add_channel_bias, channel_sum};
+use super::{CpuForward, PARALLEL_MIN, contiguous_slice, fast_path, for_each_chunk, map_floats};
+use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -82,6 +83,21 @@ struct ConvOp {
 impl ConvOp {
     fn apply(self, lhs: &Tensor, rhs: &Tensor) -> candle::Result<Tensor> {
         lhs.contiguous()?.apply_op2(&rhs.contiguous()?, self)
+    }
+
+    /// The op's product plus `bias` (`[C_out]`, or `[N, C_out]` one per
+    /// example) along the output's channels, when given: one op
+    /// ([`BiasedConv`]) on the fast path, else the product and
+    /// [`add_channel_bias`].
+    fn apply_biased(self, lhs: &Tensor, rhs: &Tensor, bias: Option<&Tensor>) -> candle::Result<Tensor> {
+        match bias {
+            None => self.apply(lhs, rhs),
+            Some(bias) if fast_path(&[lhs, rhs, bias]) => {
+                lhs.contiguous()?
+                    .apply_op3(&rhs.contiguous()?, &bias.contiguous()?, BiasedConv { conv: self })
+            }
+            Some(bias) => add_channel_bias(&self.apply(lhs, rhs)?, bias),
+        }
     }
 
     fn with(self, kind: Kind) -> Self {
@@ -174,6 +190,95 @@ impl CustomOp2 for ConvOp {
             ),
         };
         Ok((d1.transpose()?, d2.transpose()?))
+    }
+}
+
+/// A convolution (or transposed convolution) and its bias as one op,
+/// `y = conv(x, W) + b`, the bias added in place to the product's output.
+///
+/// Same numbers as [`add_channel_bias`] after the product; one graph node
+/// instead of two, so Candle's backward no longer zero-fills, adds into
+/// and passes on a second full-size gradient per layer, and the forward
+/// pass no second full-size output. Backward: the product's two rules
+/// ([`ConvOp`]) and `∂b = Σ ∂y` over all but the channel (and example)
+/// dimensions.
+#[derive(Clone, Copy, Debug)]
+struct BiasedConv {
+    conv: ConvOp,
+}
+
+impl BiasedConv {
+    /// The product, then `bias` added to each `inner`-value output plane:
+    /// plane `i` is example `i / C`, channel `i % C`, so a bias `[C]` is
+    /// indexed by `i mod C` and a bias `[N, C]` by `i` itself.
+    fn run<T: WithDType>(&self, batch: usize, m: usize, lhs: &[T], rhs: &[T], bias: &[T], inner: usize) -> Vec<T> {
+        let mut ys = self.conv.run(batch, m, lhs, rhs);
+        let parallel = ys.len() >= PARALLEL_MIN;
+        for_each_chunk(
+            &mut ys,
+            inner,
+            parallel,
+            #[inline(always)]
+            |plane, y| {
+                let b = bias[plane % bias.len()];
+                for v in y.iter_mut() {
+                    *v += b;
+                }
+            },
+        );
+        ys
+    }
+}
+
+impl CustomOp3 for BiasedConv {
+    fn name(&self) -> &'static str {
+        match self.conv.kind {
+            Kind::Forward => "deepgen-conv-bias",
+            Kind::Adjoint => "deepgen-conv-transpose-bias",
+            Kind::Kernel => "deepgen-conv-kernel-grad-bias",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CpuForward {
+        let (batch, m, shape) = self.conv.check(l1, l2)?;
+        let dims = shape.dims();
+        let (channels, inner) = (dims[1], dims[2..].iter().product::<usize>());
+        if l3.shape().dims() != [channels] && l3.shape().dims() != [batch, channels] {
+            bail!(
+                "{}: bias {:?} does not fit output {shape:?} (one per channel, or per example and channel)",
+                self.name(),
+                l3.shape()
+            )
+        }
+        let name = self.name();
+        let storage = map_floats!(name, |lhs = (s1, l1), rhs = (s2, l2)| {
+            self.run(batch, m, lhs, rhs, contiguous_slice(s3, l3, name)?, inner)
+        });
+        Ok((storage, shape))
+    }
+
+    fn bwd(
+        &self,
+        arg1: &Tensor,
+        arg2: &Tensor,
+        bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (d1, d2) = self.conv.bwd(arg1, arg2, res, grad)?;
+        let db = bias
+            .track_op()
+            .then(|| channel_sum(grad, bias.rank() == 2))
+            .transpose()?;
+        Ok((d1, d2, db))
     }
 }
 
@@ -522,7 +627,7 @@ fn check_operands(
 /// `h_out = ⌊(h + 2·padding − dilation·(kh − 1) − 1) / stride⌋ + 1`.
 ///
 /// `y[b, o, i, j] = Σ_{c, p, q} W[o, c, p, q] · x[b, c, i·s − pad + p·d, j·s − pad + q·d]`.
-/// The bias, if any, is the caller's: `y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)`.
+/// With a bias: [`conv2d_with_bias`].
 ///
 /// Same numbers and gradients as `xs.conv2d(kernel, padding, stride,
 /// dilation, 1)`; on the CPU in `f32`/`f64` both passes run as im2col + gemm
@@ -543,6 +648,38 @@ fn check_operands(
 /// # Ok::<(), deepgen_core::candle::Error>(())
 /// ```
 pub fn conv2d(xs: &Tensor, kernel: &Tensor, padding: usize, stride: usize, dilation: usize) -> candle::Result<Tensor> {
+    conv2d_biased(xs, kernel, None, padding, stride, dilation)
+}
+
+/// [`conv2d`] plus a bias along the output channels, `bias` `[c_out]` (or
+/// `[batch, c_out]`, one per example and channel, e.g. a convolution's bias
+/// plus a time embedding): `conv2d(xs, kernel, …) + b`, computed as one op
+/// whose output takes the bias in place.
+///
+/// Same numbers and gradients as [`add_channel_bias`] after [`conv2d`],
+/// with one full-size graph node fewer (see the module docs).
+///
+/// # Errors
+/// As [`conv2d`], and a bias that is neither `[c_out]` nor `[batch, c_out]`.
+pub fn conv2d_with_bias(
+    xs: &Tensor,
+    kernel: &Tensor,
+    bias: &Tensor,
+    padding: usize,
+    stride: usize,
+    dilation: usize,
+) -> candle::Result<Tensor> {
+    conv2d_biased(xs, kernel, Some(bias), padding, stride, dilation)
+}
+
+fn conv2d_biased(
+    xs: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+    stride: usize,
+    dilation: usize,
+) -> candle::Result<Tensor> {
     const OP: &str = "conv2d";
     let (c_in, height, width, _c_out, kernel_h, kernel_w) = check_operands(OP, xs, kernel, 1, stride, dilation)?;
     let out = |size: usize, k: usize| -> candle::Result<usize> {
@@ -568,13 +705,17 @@ pub fn conv2d(xs: &Tensor, kernel: &Tensor, padding: usize, stride: usize, dilat
         dilation,
     };
     if !fast_path(&[xs, kernel]) {
-        return candle_conv2d(xs, kernel, padding, stride, dilation);
+        let ys = candle_conv2d(xs, kernel, padding, stride, dilation)?;
+        return match bias {
+            Some(b) => add_channel_bias(&ys, b),
+            None => Ok(ys),
+        };
     }
     ConvOp {
         kind: Kind::Forward,
         geometry,
     }
-    .apply(xs, kernel)
+    .apply_biased(xs, kernel, bias)
 }
 
 /// Candle's own `conv2d`, for the devices and dtypes the fast path does not
@@ -643,6 +784,37 @@ pub fn conv_transpose2d(
     stride: usize,
     dilation: usize,
 ) -> candle::Result<Tensor> {
+    conv_transpose2d_biased(xs, kernel, None, (padding, output_padding, stride, dilation))
+}
+
+/// [`conv_transpose2d`] plus a bias along the output channels, `bias`
+/// `[c_out]` (or `[batch, c_out]`), as one op: a decoder's or generator's
+/// `nn.ConvTranspose2d` with its bias.
+///
+/// Same numbers and gradients as [`add_channel_bias`] after
+/// [`conv_transpose2d`], with one full-size graph node fewer.
+///
+/// # Errors
+/// As [`conv_transpose2d`], and a bias that is neither `[c_out]` nor
+/// `[batch, c_out]`.
+pub fn conv_transpose2d_with_bias(
+    xs: &Tensor,
+    kernel: &Tensor,
+    bias: &Tensor,
+    padding: usize,
+    output_padding: usize,
+    stride: usize,
+    dilation: usize,
+) -> candle::Result<Tensor> {
+    conv_transpose2d_biased(xs, kernel, Some(bias), (padding, output_padding, stride, dilation))
+}
+
+fn conv_transpose2d_biased(
+    xs: &Tensor,
+    kernel: &Tensor,
+    bias: Option<&Tensor>,
+    (padding, output_padding, stride, dilation): (usize, usize, usize, usize),
+) -> candle::Result<Tensor> {
     const OP: &str = "conv_transpose2d";
     let (_c_in, height, width, c_out, kernel_h, kernel_w) = check_operands(OP, xs, kernel, 0, stride, dilation)?;
     let out = |size: usize, k: usize| -> candle::Result<usize> {
@@ -667,13 +839,17 @@ pub fn conv_transpose2d(
         dilation,
     };
     if !fast_path(&[xs, kernel]) {
-        return xs.conv_transpose2d(kernel, padding, output_padding, stride, dilation);
+        let ys = xs.conv_transpose2d(kernel, padding, output_padding, stride, dilation)?;
+        return match bias {
+            Some(b) => add_channel_bias(&ys, b),
+            None => Ok(ys),
+        };
     }
     ConvOp {
         kind: Kind::Adjoint,
         geometry,
     }
-    .apply(xs, kernel)
+    .apply_biased(xs, kernel, bias)
 }
 
 #[cfg(test)]
@@ -841,6 +1017,64 @@ mod tests {
         Ok(())
     }
 
+    /// The one-op convolution plus bias ([`conv2d_with_bias`],
+    /// [`conv_transpose2d_with_bias`]; a bias `[C]`, or `[N, C]` when
+    /// `per_example`) against the product followed by Candle's
+    /// `broadcast_add`, in f64: the value and the gradients of the input,
+    /// the kernel and the bias of `Σ y ⊙ r`.
+    fn check_biased(c: Case, transposed: bool, per_example: bool) -> std::result::Result<(), TestCaseError> {
+        let (p, op, s, d) = (c.padding, c.output_padding, c.stride, c.dilation);
+        let kernel_shape = if transposed {
+            (c.c_in, c.c_out, c.kernel_h, c.kernel_w)
+        } else {
+            (c.c_out, c.c_in, c.kernel_h, c.kernel_w)
+        };
+        let xs = random(c.seed, (c.batch, c.c_in, c.height, c.width), DType::F64);
+        let kernel = random(c.seed ^ 1, kernel_shape, DType::F64);
+        let bias_shape: &[usize] = if per_example { &[c.batch, c.c_out] } else { &[c.c_out] };
+        let bias = randn(&mut rng_from_seed(c.seed ^ 4), bias_shape, &Device::Cpu)
+            .and_then(|b| b.to_dtype(DType::F64))
+            .and_then(|b| Var::from_tensor(&b))
+            .map_err(fail)?;
+        let product = |x: &Tensor, k: &Tensor| {
+            if transposed {
+                conv_transpose2d(x, k, p, op, s, d)
+            } else {
+                conv2d(x, k, p, s, d)
+            }
+        };
+        let run = |fused: bool| -> candle::Result<[Tensor; 4]> {
+            let (x, k, b) = (xs.as_tensor(), kernel.as_tensor(), bias.as_tensor());
+            let ys = match (fused, transposed) {
+                (true, false) => conv2d_with_bias(x, k, b, p, s, d)?,
+                (true, true) => conv_transpose2d_with_bias(x, k, b, p, op, s, d)?,
+                (false, _) => {
+                    let dims = if per_example {
+                        (c.batch, c.c_out, 1, 1)
+                    } else {
+                        (1, c.c_out, 1, 1)
+                    };
+                    product(x, k)?.broadcast_add(&b.reshape(dims)?)?
+                }
+            };
+            let r = randn(&mut rng_from_seed(c.seed ^ 2), ys.shape(), &Device::Cpu)?.to_dtype(DType::F64)?;
+            let grads = (&ys * &r)?.sum_all()?.backward()?;
+            let grad = |v: &Var| {
+                grads
+                    .get(v)
+                    .cloned()
+                    .ok_or_else(|| candle::Error::Msg("no gradient".into()))
+            };
+            Ok([ys.clone(), grad(&xs)?, grad(&kernel)?, grad(&bias)?])
+        };
+        let (ours, reference) = (run(true).map_err(fail)?, run(false).map_err(fail)?);
+        for (what, (a, b)) in ["value", "∂x", "∂W", "∂b"].into_iter().zip(ours.iter().zip(&reference)) {
+            let err = crate::ops::test_util::rel_err(a, b);
+            prop_assert!(err <= 1e-12, "{what}: relative error {err:e} for {c:?}");
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -864,6 +1098,19 @@ mod tests {
         #[test]
         fn prop_conv_transpose2d_matches_candle(c in case().prop_filter("output not empty", transposed_output_is_not_empty)) {
             check_conv_transpose2d(c)?;
+        }
+
+        #[test]
+        fn prop_conv_with_bias_matches_conv_then_bias(c in case().prop_filter("kernel fits", fits_conv), per_example in any::<bool>()) {
+            check_biased(c, false, per_example)?;
+        }
+
+        #[test]
+        fn prop_conv_transpose_with_bias_matches_conv_transpose_then_bias(
+            c in case().prop_filter("output not empty", transposed_output_is_not_empty),
+            per_example in any::<bool>(),
+        ) {
+            check_biased(c, true, per_example)?;
         }
 
         #[test]

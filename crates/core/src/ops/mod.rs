@@ -54,7 +54,7 @@ pub mod runtime;
 pub(crate) mod simd;
 
 pub use batch_norm::{BatchStatistics, batch_norm};
-pub use conv::{conv_transpose2d, conv2d};
+pub use conv::{conv_transpose2d, conv_transpose2d_with_bias, conv2d, conv2d_with_bias};
 pub use cross_entropy::cross_entropy_rows;
 pub use group_norm::group_norm;
 pub use pointwise::{Activation, add_channel_bias, bias_activation, bias_relu, leaky_relu, relu};

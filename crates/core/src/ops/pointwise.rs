@@ -361,14 +361,16 @@ impl CustomOp2 for ChannelBias {
         };
         let db = bias
             .track_op()
-            .then(|| {
-                dx.contiguous()?.apply_op1(ChannelSum {
-                    per_example: bias.rank() == 2,
-                })
-            })
+            .then(|| channel_sum(&dx, bias.rank() == 2))
             .transpose()?;
         Ok((xs.track_op().then_some(dx), db))
     }
+}
+
+/// `Σ_{n, …} g[n, c, …]` per channel (`[C]`), or per example and channel
+/// (`[N, C]`) when `per_example`: the gradient of a channel bias.
+pub(crate) fn channel_sum(g: &Tensor, per_example: bool) -> candle::Result<Tensor> {
+    g.contiguous()?.apply_op1(ChannelSum { per_example })
 }
 
 impl CustomOp1 for ChannelSum {
