@@ -272,34 +272,55 @@ impl Geometry {
 /// padding columns (which the copy filled from the neighbouring image row).
 #[inline(always)]
 fn im2col_flat<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
-    let band = (oy1 - oy0) * g.out_w;
-    let plane = g.height * g.width;
     let zero = T::zero();
+    for_each_tap_row(
+        g,
+        image,
+        (oy1 - oy0) * g.out_w,
+        (cols, ld),
+        #[inline(always)]
+        |src, (ki, kj), dst| {
+            let Some(run) = g.flat_run(ki, kj, (oy0, oy1)) else {
+                dst.fill(zero);
+                return;
+            };
+            dst[..run.dst].fill(zero);
+            dst[run.dst + run.len..].fill(zero);
+            let out = &mut dst[run.dst..run.dst + run.len];
+            out[..run.skip].fill(zero);
+            out[run.keep..].fill(zero);
+            let from = (run.src + run.skip as isize) as usize;
+            out[run.skip..run.keep].copy_from_slice(&src[from..from + (run.keep - run.skip)]);
+            let (lo, hi) = g.valid_x(kj);
+            // Column by column, strided: a `fill` per line of one or two
+            // values would be a `memset` call each.
+            for x in (0..lo).chain(hi..g.out_w) {
+                for v in out[x..].iter_mut().step_by(g.out_w) {
+                    *v = zero;
+                }
+            }
+        },
+    );
+}
+
+/// Calls `f(plane, (ki, kj), row)` for every tap `(c, ki, kj)`, with
+/// channel `c`'s image plane and the tap's column-matrix row (its first
+/// `band` entries; rows `ld` apart in `cols`).
+#[inline(always)]
+fn for_each_tap_row<T: WithDType>(
+    g: &Geometry,
+    image: &[T],
+    band: usize,
+    (cols, ld): (&mut [T], usize),
+    mut f: impl FnMut(&[T], (usize, usize), &mut [T]),
+) {
+    let plane = g.height * g.width;
     for c in 0..g.channels {
         let src = &image[c * plane..(c + 1) * plane];
         for ki in 0..g.kernel_h {
             for kj in 0..g.kernel_w {
                 let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
-                let dst = &mut cols[row * ld..row * ld + band];
-                let Some(run) = g.flat_run(ki, kj, (oy0, oy1)) else {
-                    dst.fill(zero);
-                    continue;
-                };
-                dst[..run.dst].fill(zero);
-                dst[run.dst + run.len..].fill(zero);
-                let out = &mut dst[run.dst..run.dst + run.len];
-                out[..run.skip].fill(zero);
-                out[run.keep..].fill(zero);
-                let from = (run.src + run.skip as isize) as usize;
-                out[run.skip..run.keep].copy_from_slice(&src[from..from + (run.keep - run.skip)]);
-                let (lo, hi) = g.valid_x(kj);
-                // Column by column, strided: a `fill` per line of one or two
-                // values would be a `memset` call each.
-                for x in (0..lo).chain(hi..g.out_w) {
-                    for v in out[x..].iter_mut().step_by(g.out_w) {
-                        *v = zero;
-                    }
-                }
+                f(src, (ki, kj), &mut cols[row * ld..row * ld + band]);
             }
         }
     }
@@ -386,40 +407,38 @@ fn im2col_gather<T: WithDType>(
 /// [`im2col`] by copying runs of image rows.
 #[inline(always)]
 fn im2col_rows<T: WithDType>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T], ld: usize) {
-    let band = (oy1 - oy0) * g.out_w;
-    let plane = g.height * g.width;
     let zero = T::zero();
-    for c in 0..g.channels {
-        let src = &image[c * plane..(c + 1) * plane];
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
-                let dst_row = &mut cols[row * ld..row * ld + band];
-                let (lo, hi) = g.valid_x(kj);
-                for oy in oy0..oy1 {
-                    let dst = &mut dst_row[(oy - oy0) * g.out_w..(oy - oy0 + 1) * g.out_w];
-                    let Some(iy) = g.image_row(oy, ki) else {
-                        dst.fill(zero);
-                        continue;
-                    };
-                    dst[..lo].fill(zero);
-                    dst[hi..].fill(zero);
-                    if lo < hi {
-                        // ix = ox·s − p + kj·d, non-negative for ox ≥ lo.
-                        let ix0 = lo * g.stride + kj * g.dilation - g.padding;
-                        let src_row = &src[iy * g.width..(iy + 1) * g.width];
-                        if g.stride == 1 {
-                            dst[lo..hi].copy_from_slice(&src_row[ix0..ix0 + (hi - lo)]);
-                        } else {
-                            for (d, s) in dst[lo..hi].iter_mut().zip(src_row[ix0..].iter().step_by(g.stride)) {
-                                *d = *s;
-                            }
+    for_each_tap_row(
+        g,
+        image,
+        (oy1 - oy0) * g.out_w,
+        (cols, ld),
+        #[inline(always)]
+        |src, (ki, kj), dst_row| {
+            let (lo, hi) = g.valid_x(kj);
+            for oy in oy0..oy1 {
+                let dst = &mut dst_row[(oy - oy0) * g.out_w..(oy - oy0 + 1) * g.out_w];
+                let Some(iy) = g.image_row(oy, ki) else {
+                    dst.fill(zero);
+                    continue;
+                };
+                dst[..lo].fill(zero);
+                dst[hi..].fill(zero);
+                if lo < hi {
+                    // ix = ox·s − p + kj·d, non-negative for ox ≥ lo.
+                    let ix0 = lo * g.stride + kj * g.dilation - g.padding;
+                    let src_row = &src[iy * g.width..(iy + 1) * g.width];
+                    if g.stride == 1 {
+                        dst[lo..hi].copy_from_slice(&src_row[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (d, s) in dst[lo..hi].iter_mut().zip(src_row[ix0..].iter().step_by(g.stride)) {
+                            *d = *s;
                         }
                     }
                 }
             }
-        }
-    }
+        },
+    );
 }
 
 /// Adds the column matrices `cols` (laid out as [`im2col`] writes them) of
