@@ -23,7 +23,7 @@
 //! other devices and dtypes it is candle-nn's formula.
 
 use super::pointwise::{Activation, rectify};
-use super::simd::{kernel, vectorized};
+use super::simd::vectorized;
 use super::{CpuForward, Native, PARALLEL_MIN, contiguous_slice, fast_path, map_floats};
 use candle::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
@@ -73,40 +73,28 @@ fn channel_sums<T: WithDType, const K: usize>(
     block: impl Fn(usize, usize) -> [T; K] + Sync,
 ) -> Vec<[f64; K]> {
     let per_split = n.div_ceil(SPLITS).max(1);
-    let split_sums = kernel(
-        #[inline(always)]
-        |s: usize| {
-            let mut sums = vec![[0.0f64; K]; c];
-            for i in s * per_split..((s + 1) * per_split).min(n) {
-                for (ch, sum) in sums.iter_mut().enumerate() {
-                    for (acc, v) in sum.iter_mut().zip(block(i, ch)) {
-                        *acc += v.to_f64();
+    // Each piece compiled for the CPU's widest vectors (`block` is inlined).
+    let split_sums = |s: usize| {
+        vectorized(
+            #[inline(always)]
+            || {
+                let mut sums = vec![[0.0f64; K]; c];
+                for i in s * per_split..((s + 1) * per_split).min(n) {
+                    for (ch, sum) in sums.iter_mut().enumerate() {
+                        for (acc, v) in sum.iter_mut().zip(block(i, ch)) {
+                            *acc += v.to_f64();
+                        }
                     }
                 }
-            }
-            sums
-        },
-    );
+                sums
+            },
+        )
+    };
     let splits = n.div_ceil(per_split);
     let parts: Vec<Vec<[f64; K]>> = if parallel {
-        (0..splits)
-            .into_par_iter()
-            .map(|s| {
-                vectorized(
-                    #[inline(always)]
-                    || split_sums(s),
-                )
-            })
-            .collect()
+        (0..splits).into_par_iter().map(split_sums).collect()
     } else {
-        (0..splits)
-            .map(|s| {
-                vectorized(
-                    #[inline(always)]
-                    || split_sums(s),
-                )
-            })
-            .collect()
+        (0..splits).map(split_sums).collect()
     };
     let mut total = vec![[0.0f64; K]; c];
     for part in parts {
@@ -218,44 +206,36 @@ impl BatchNormOp {
         let coef = self.coefficients(aux, c);
         let mut y = vec![T::zero(); x.len()];
         let sample = (c * inner).max(1);
-        let run = kernel(
-            #[inline(always)]
-            |i: usize, y: &mut [T]| {
-                for (ch, &(scale, shift, _, _)) in coef.iter().enumerate() {
-                    let (xs, ys) = (
-                        &x[(i * c + ch) * inner..(i * c + ch + 1) * inner],
-                        &mut y[ch * inner..(ch + 1) * inner],
-                    );
-                    match self.act {
-                        Activation::Identity => ys.iter_mut().zip(xs).for_each(|(y, &x)| *y = scale * x + shift),
-                        Activation::Relu => ys
-                            .iter_mut()
-                            .zip(xs)
-                            .for_each(|(y, &x)| *y = rectify::<T, false>(scale * x + shift, T::zero())),
-                        Activation::LeakyRelu(s) => {
-                            let s = T::from_f64(s);
-                            ys.iter_mut()
+        let run = |i: usize, y: &mut [T]| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (ch, &(scale, shift, _, _)) in coef.iter().enumerate() {
+                        let (xs, ys) = (
+                            &x[(i * c + ch) * inner..(i * c + ch + 1) * inner],
+                            &mut y[ch * inner..(ch + 1) * inner],
+                        );
+                        match self.act {
+                            Activation::Identity => ys.iter_mut().zip(xs).for_each(|(y, &x)| *y = scale * x + shift),
+                            Activation::Relu => ys
+                                .iter_mut()
                                 .zip(xs)
-                                .for_each(|(y, &x)| *y = rectify::<T, true>(scale * x + shift, s));
+                                .for_each(|(y, &x)| *y = rectify::<T, false>(scale * x + shift, T::zero())),
+                            Activation::LeakyRelu(s) => {
+                                let s = T::from_f64(s);
+                                ys.iter_mut()
+                                    .zip(xs)
+                                    .for_each(|(y, &x)| *y = rectify::<T, true>(scale * x + shift, s));
+                            }
                         }
                     }
-                }
-            },
-        );
+                },
+            )
+        };
         if x.len() >= PARALLEL_MIN {
-            y.par_chunks_mut(sample).enumerate().for_each(|(i, y)| {
-                vectorized(
-                    #[inline(always)]
-                    || run(i, y),
-                )
-            });
+            y.par_chunks_mut(sample).enumerate().for_each(|(i, y)| run(i, y));
         } else {
-            y.chunks_mut(sample).enumerate().for_each(|(i, y)| {
-                vectorized(
-                    #[inline(always)]
-                    || run(i, y),
-                )
-            });
+            y.chunks_mut(sample).enumerate().for_each(|(i, y)| run(i, y));
         }
         y
     }
@@ -309,35 +289,28 @@ impl BatchNormOp {
         let mut out = vec![T::zero(); x.len() + 4 * c];
         let (dx, tail) = out.split_at_mut(x.len());
         let sample = (c * inner).max(1);
-        let run = kernel(
-            #[inline(always)]
-            |i: usize, dx: &mut [T]| {
-                for ch in 0..c {
-                    let (scale, shift, r, mean) = coef[ch];
-                    let (mean_dz, mean_dz_xhat) = means[ch];
-                    let rg = r * gammas[ch];
-                    let (xs, ds) = (&x[range(i, ch)], &dy[range(i, ch)]);
-                    for ((out, &x), &d) in dx[ch * inner..(ch + 1) * inner].iter_mut().zip(xs).zip(ds) {
-                        let xhat = (x - mean) * r;
-                        *out = rg * (act_grad::<T, MODE>(d, scale * x + shift, slope) - mean_dz - xhat * mean_dz_xhat);
+        let run = |i: usize, dx: &mut [T]| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ch in 0..c {
+                        let (scale, shift, r, mean) = coef[ch];
+                        let (mean_dz, mean_dz_xhat) = means[ch];
+                        let rg = r * gammas[ch];
+                        let (xs, ds) = (&x[range(i, ch)], &dy[range(i, ch)]);
+                        for ((out, &x), &d) in dx[ch * inner..(ch + 1) * inner].iter_mut().zip(xs).zip(ds) {
+                            let xhat = (x - mean) * r;
+                            *out =
+                                rg * (act_grad::<T, MODE>(d, scale * x + shift, slope) - mean_dz - xhat * mean_dz_xhat);
+                        }
                     }
-                }
-            },
-        );
+                },
+            )
+        };
         if parallel {
-            dx.par_chunks_mut(sample).enumerate().for_each(|(i, dx)| {
-                vectorized(
-                    #[inline(always)]
-                    || run(i, dx),
-                )
-            });
+            dx.par_chunks_mut(sample).enumerate().for_each(|(i, dx)| run(i, dx));
         } else {
-            dx.chunks_mut(sample).enumerate().for_each(|(i, dx)| {
-                vectorized(
-                    #[inline(always)]
-                    || run(i, dx),
-                )
-            });
+            dx.chunks_mut(sample).enumerate().for_each(|(i, dx)| run(i, dx));
         }
         for (ch, s) in sums.iter().enumerate() {
             tail[ch] = T::from_f64(s[1]);

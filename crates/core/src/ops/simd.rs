@@ -55,14 +55,6 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `f` itself: lets a closure bound by `let` carry `#[inline(always)]`
-/// (`let k = kernel(#[inline(always)] |…| …)`), which Rust accepts on a call's
-/// argument but not on a `let` initializer.
-#[inline(always)]
-pub(crate) fn kernel<F>(f: F) -> F {
-    f
-}
-
 /// # Safety
 /// The CPU must have AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
