@@ -70,8 +70,24 @@ impl Linear {
 /// Candle errors (a stored variable of another shape).
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> candle::Result<Linear> {
     let init = pytorch_uniform(in_dim);
-    let weight = vb.get_with_hints((out_dim, in_dim), "weight", init)?;
-    let bias = vb.get_with_hints(out_dim, "bias", init)?;
+    linear_with_init(in_dim, out_dim, init, init, vb)
+}
+
+/// A fully connected layer `in_dim → out_dim` whose new weights and biases
+/// are drawn from `weight` and `bias` (a paper's own scheme, e.g. DCGAN's
+/// and PacGAN's `N(0, 0.02²)` weights and zero biases).
+///
+/// # Errors
+/// Candle errors (a stored variable of another shape).
+pub fn linear_with_init(
+    in_dim: usize,
+    out_dim: usize,
+    weight: Init,
+    bias: Init,
+    vb: VarBuilder,
+) -> candle::Result<Linear> {
+    let weight = vb.get_with_hints((out_dim, in_dim), "weight", weight)?;
+    let bias = vb.get_with_hints(out_dim, "bias", bias)?;
     Ok(Linear::new(weight, bias))
 }
 

@@ -48,6 +48,44 @@ impl FromStr for Network {
     }
 }
 
+/// How the MLP pair's new weights and biases are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MlpInit {
+    /// PyTorch's `nn.Linear` default: weights and biases `U(−1/√fan_in, 1/√fan_in)`.
+    #[default]
+    Pytorch,
+    /// PacGAN's (its Blocks code: `IsotropicGaussian(0.02)`, `Constant(0)`):
+    /// weights `N(0, 0.02²)`, biases 0.
+    Pacgan,
+}
+
+impl MlpInit {
+    /// The flag's and the config's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MlpInit::Pytorch => "pytorch",
+            MlpInit::Pacgan => "pacgan",
+        }
+    }
+}
+
+impl fmt::Display for MlpInit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for MlpInit {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [MlpInit::Pytorch, MlpInit::Pacgan]
+            .into_iter()
+            .find(|n| n.name() == s)
+            .ok_or_else(|| Error::invalid_display("init", s, "pytorch or pacgan"))
+    }
+}
+
 /// A GAN's networks, loss and regularisers.
 ///
 /// `Default` is the DCGAN of `anchors/torch_dcgan_mnist.py`: 100-dim
@@ -80,6 +118,9 @@ pub struct GanConfig {
     /// Linear pieces of each MLP discriminator unit: maxout with `k ≥ 2`
     /// (PacGAN: 5), leaky ReLU with 1.
     pub maxout: usize,
+    /// How the MLP pair's weights start (the DCGAN's are always PyTorch's,
+    /// as the anchor's).
+    pub init: MlpInit,
     /// The adversarial loss.
     pub loss: GanLoss,
     /// Samples per discriminator input (PacGAN's `m`; 1: no packing).
@@ -100,6 +141,7 @@ impl Default for GanConfig {
             generator_batch_norm: true,
             discriminator_hidden: vec![200; 3],
             maxout: 5,
+            init: MlpInit::Pytorch,
             loss: GanLoss::NonSaturating,
             pack: 1,
             gradient_penalty: 0.0,
@@ -164,6 +206,13 @@ impl GanConfig {
                 "data_dim",
                 self.data_dim,
                 format!("the DCGAN pair generates 28×28 images ({IMAGE_DIM} values); use network = mlp for points"),
+            ));
+        }
+        if self.network == Network::Dcgan && self.init != MlpInit::Pytorch {
+            return Err(Error::invalid_display(
+                "init",
+                self.init,
+                "only the MLP pair has a choice of initialisation; the DCGAN pair starts as the anchor's (pytorch)",
             ));
         }
         let penalised = self.gradient_penalty > 0.0 || self.r1 > 0.0;
@@ -249,6 +298,13 @@ mod tests {
                 },
                 "loss",
             ),
+            (
+                GanConfig {
+                    init: MlpInit::Pacgan,
+                    ..Default::default()
+                },
+                "init",
+            ),
         ];
         for (config, name) in bad {
             let err = config.validate().unwrap_err().to_string();
@@ -260,6 +316,7 @@ mod tests {
     fn round_trips_through_json_and_rejects_unknown_keys() {
         let config = GanConfig {
             pack: 4,
+            init: MlpInit::Pacgan,
             ..GanConfig::points(2)
         };
         let json = serde_json::to_string(&config).unwrap();

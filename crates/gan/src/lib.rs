@@ -45,7 +45,7 @@ pub mod pack;
 pub mod penalty;
 pub mod train;
 
-pub use config::{GanConfig, IMAGE_DIM, Network};
+pub use config::{GanConfig, IMAGE_DIM, MlpInit, Network};
 pub use divergence::{
     MarginLoss, f_divergence_of, margin_risk, minimax_value, optimal_margins, optimal_minimax_discriminator,
     optimal_risk,

@@ -94,7 +94,7 @@ mod tests {
     fn check_parameter_gradient(pieces: usize, seed: u64, penalty: impl Fn(&MlpDiscriminator) -> Tensor) {
         let varmap = VarMap::new();
         let vb = deepgen_core::seeded_var_builder(&varmap, seed, DType::F64, &Device::Cpu);
-        let d = MlpDiscriminator::new(3, &[4, 3], pieces, vb).unwrap();
+        let d = MlpDiscriminator::new(3, &[4, 3], pieces, crate::MlpInit::Pytorch, vb).unwrap();
         let grads = penalty(&d).backward().unwrap();
         let h = 1e-6;
         let mut checked = 0;
@@ -166,7 +166,7 @@ mod tests {
     fn gradient_penalty_is_per_example() -> Result<()> {
         let varmap = VarMap::new();
         let vb = deepgen_core::seeded_var_builder(&varmap, 3, DType::F64, &Device::Cpu);
-        let d = MlpDiscriminator::new(3, &[4], 2, vb)?;
+        let d = MlpDiscriminator::new(3, &[4], 2, crate::MlpInit::Pytorch, vb)?;
         let (real, fake, _) = data(5);
         let ones = Tensor::ones(6, DType::F64, &Device::Cpu)?;
         let ours = gradient_penalty(&d, &real, &fake, &ones)?.to_scalar::<f64>()?;

@@ -15,7 +15,7 @@ use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::Device;
 use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Trainer, load_model};
-use deepgen_gan::{Gan, GanConfig, GanLoss, Network};
+use deepgen_gan::{Gan, GanConfig, GanLoss, MlpInit, Network};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -52,6 +52,9 @@ pub struct GanFlags {
     /// Pieces of the MLP discriminator's maxout units (1: leaky ReLU) [default: 5].
     #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub maxout: Option<usize>,
+    /// MLP pair's initialisation: pytorch (U(±1/√fan_in)) or pacgan (weights N(0, 0.02²), biases 0) [default: pytorch].
+    #[arg(long, value_name = "INIT")]
+    pub init: Option<MlpInit>,
     /// Anneal the learning rate to 1 % of --lr over the run with a half cosine (PyTorch's CosineAnnealingLR).
     #[arg(long)]
     pub cosine: bool,
@@ -127,6 +130,7 @@ impl ModelCommand for GanCommand {
         set(&mut c.generator_batch_norm, f.g_batch_norm);
         set(&mut c.discriminator_hidden, f.d_hidden.clone());
         set(&mut c.maxout, f.maxout);
+        set(&mut c.init, f.init);
         t.beta1 = Some(f.beta1.or(t.beta1).unwrap_or(if points { 0.8 } else { 0.5 }));
         t.cosine |= f.cosine;
         if t.beta1.is_some_and(|b| b >= 1.0) {
