@@ -50,7 +50,7 @@ fn bad_schedules_samplers_and_steps_are_clear_errors() {
     assert_fails_cleanly(&train_points(&run, "ring", &["--network", "unet"]), "use mlp");
     assert_flag_rejected(
         &train_points(&run, "ring", &["--sampler", "euler"]),
-        "ddpm, ddim or dpm-solver++",
+        "one of ddpm, ddim, dpm-solver++",
     );
     assert_flag_rejected(
         &train_points(&run, "ring", &["--spacing", "uniform"]),

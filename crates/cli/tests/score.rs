@@ -43,7 +43,10 @@ fn bad_noise_levels_step_sizes_and_steps_are_clear_errors() {
     assert_flag_rejected(&train(&run, "mixture", &["--epsilon", "0"]), "--epsilon");
     assert_flag_rejected(&train(&run, "mixture", &["--epsilon", "-1"]), "--epsilon");
     assert_flag_rejected(&train(&run, "mixture", &["--sampler-steps", "0"]), "--sampler-steps");
-    assert_flag_rejected(&train(&run, "mixture", &["--loss", "sm"]), "esm, ssm, ssm-vr or dsm");
+    assert_flag_rejected(
+        &train(&run, "mixture", &["--loss", "sm"]),
+        "one of esm, ssm, ssm-vr, dsm",
+    );
     assert_flag_rejected(&train(&run, "mixture", &["--start", "box:3"]), "--start");
     let annealed = train(&run, "mixture", &["--loss", "esm", "--sampler", "annealed"]);
     assert_fails_cleanly(&annealed, "noise-conditional");

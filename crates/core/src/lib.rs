@@ -33,6 +33,8 @@
 //!   model offers its users (samples from noise, reconstructions, the
 //!   likelihood), implemented by each family in its own crate;
 //! - [`family_error!`]: the error type of every model crate, written once;
+//! - [`named_choices!`]: the names of an enum's choices (`ALL`, `name`,
+//!   `Display`, `FromStr`), written once;
 //! - [`progress`]: the one progress-bar style;
 //! - [`alloc_watch`]: the largest allocation of a closure, for the parsers'
 //!   fuzz tests.
@@ -50,6 +52,7 @@ pub mod family_error;
 pub mod generative;
 pub mod init;
 pub mod interrupt;
+pub mod named_choices;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -7,8 +7,6 @@ use crate::schedule::{NoiseSchedule, ScheduleConfig};
 use crate::scheduler::SamplerConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// Pixels of a 28×28 image, the UNet's data size.
 pub const IMAGE_DIM: usize = 28 * 28;
@@ -23,32 +21,10 @@ pub enum Network {
     Unet,
 }
 
-impl Network {
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Network::Mlp => "mlp",
-            Network::Unet => "unet",
-        }
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Network {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "mlp" => Ok(Network::Mlp),
-            "unet" => Ok(Network::Unet),
-            _ => Err(Error::invalid("network", s, "expected mlp or unet")),
-        }
-    }
-}
+deepgen_core::named_choices!(Network, "network" {
+    Mlp => "mlp",
+    Unet => "unet",
+});
 
 /// The per-timestep weights `γ_t` of the loss `Σ_t γ_t E‖output − target‖²`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]

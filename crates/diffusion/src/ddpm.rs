@@ -14,8 +14,6 @@ use crate::spacing::TimestepSpacing;
 use crate::{Error, Result};
 use candle::Tensor;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// DDPM's choice of the reverse variance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,31 +25,10 @@ pub enum DdpmVariance {
     FixedLarge,
 }
 
-impl DdpmVariance {
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            DdpmVariance::FixedSmall => "fixed-small",
-            DdpmVariance::FixedLarge => "fixed-large",
-        }
-    }
-}
-
-impl fmt::Display for DdpmVariance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for DdpmVariance {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        [DdpmVariance::FixedSmall, DdpmVariance::FixedLarge]
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| Error::invalid("variance", s, "expected fixed-small or fixed-large"))
-    }
-}
+deepgen_core::named_choices!(DdpmVariance, "variance" {
+    FixedSmall => "fixed-small",
+    FixedLarge => "fixed-large",
+});
 
 /// DDPM's ancestral sampler.
 #[derive(Debug, Clone)]

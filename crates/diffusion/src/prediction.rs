@@ -15,8 +15,6 @@
 use crate::{Error, Result};
 use candle::{DType, Tensor};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// The network's target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,19 +28,13 @@ pub enum PredictionType {
     V,
 }
 
+deepgen_core::named_choices!(PredictionType, "prediction type" {
+    Epsilon => "epsilon",
+    Sample => "sample",
+    V => "v",
+});
+
 impl PredictionType {
-    /// Every prediction type.
-    pub const ALL: [PredictionType; 3] = [PredictionType::Epsilon, PredictionType::Sample, PredictionType::V];
-
-    /// The name on the command line and in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            PredictionType::Epsilon => "epsilon",
-            PredictionType::Sample => "sample",
-            PredictionType::V => "v",
-        }
-    }
-
     /// The training target for `x₀`, `ε` and per-example `ᾱ` (a tensor
     /// broadcastable to them).
     ///
@@ -91,22 +83,6 @@ impl PredictionType {
                 ((output * signal)? + (x_t * noise)?)?,
             ),
         })
-    }
-}
-
-impl fmt::Display for PredictionType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for PredictionType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| Error::invalid("prediction type", s, "expected epsilon, sample or v"))
     }
 }
 

@@ -17,8 +17,6 @@
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::FRAC_PI_2;
-use std::fmt;
-use std::str::FromStr;
 
 /// Largest β of the cosine schedule (its `f` reaches 0 at `u = 1`).
 pub const MAX_COSINE_BETA: f64 = 0.999;
@@ -37,35 +35,11 @@ pub enum BetaSchedule {
     Cosine,
 }
 
-impl BetaSchedule {
-    /// Every schedule, for messages and tests.
-    pub const ALL: [BetaSchedule; 3] = [BetaSchedule::Linear, BetaSchedule::ScaledLinear, BetaSchedule::Cosine];
-
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            BetaSchedule::Linear => "linear",
-            BetaSchedule::ScaledLinear => "scaled-linear",
-            BetaSchedule::Cosine => "cosine",
-        }
-    }
-}
-
-impl fmt::Display for BetaSchedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for BetaSchedule {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| Error::invalid("beta schedule", s, "expected linear, scaled-linear or cosine"))
-    }
-}
+deepgen_core::named_choices!(BetaSchedule, "beta schedule" {
+    Linear => "linear",
+    ScaledLinear => "scaled-linear",
+    Cosine => "cosine",
+});
 
 /// A schedule's configuration, diffusers' scheduler fields of the same names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,7 +17,6 @@ use crate::{Error, Result};
 use candle::Tensor;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
 
 /// The result of one scheduler step.
 #[derive(Debug, Clone)]
@@ -183,35 +182,11 @@ pub enum SamplerKind {
     DpmSolverPlusPlus,
 }
 
-impl SamplerKind {
-    /// Every sampler.
-    pub const ALL: [SamplerKind; 3] = [SamplerKind::Ddpm, SamplerKind::Ddim, SamplerKind::DpmSolverPlusPlus];
-
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            SamplerKind::Ddpm => "ddpm",
-            SamplerKind::Ddim => "ddim",
-            SamplerKind::DpmSolverPlusPlus => "dpm-solver++",
-        }
-    }
-}
-
-impl fmt::Display for SamplerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| Error::invalid("sampler", s, "expected ddpm, ddim or dpm-solver++"))
-    }
-}
+deepgen_core::named_choices!(SamplerKind, "sampler" {
+    Ddpm => "ddpm",
+    Ddim => "ddim",
+    DpmSolverPlusPlus => "dpm-solver++",
+});
 
 /// A sampler and its options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,8 +14,6 @@
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// How inference timesteps are spread over the training ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,25 +29,14 @@ pub enum TimestepSpacing {
     Quadratic,
 }
 
+deepgen_core::named_choices!(TimestepSpacing, "timestep spacing" {
+    Leading => "leading",
+    Trailing => "trailing",
+    Linspace => "linspace",
+    Quadratic => "quadratic",
+});
+
 impl TimestepSpacing {
-    /// Every spacing.
-    pub const ALL: [TimestepSpacing; 4] = [
-        TimestepSpacing::Leading,
-        TimestepSpacing::Trailing,
-        TimestepSpacing::Linspace,
-        TimestepSpacing::Quadratic,
-    ];
-
-    /// The name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            TimestepSpacing::Leading => "leading",
-            TimestepSpacing::Trailing => "trailing",
-            TimestepSpacing::Linspace => "linspace",
-            TimestepSpacing::Quadratic => "quadratic",
-        }
-    }
-
     /// `S` timesteps of `T`, strictly decreasing; `offset` shifts the leading
     /// spacing (diffusers' `steps_offset`, 1 in Stable Diffusion).
     ///
@@ -114,25 +101,6 @@ impl TimestepSpacing {
             ));
         }
         Ok(ascending.into_iter().rev().collect())
-    }
-}
-
-impl fmt::Display for TimestepSpacing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TimestepSpacing {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|x| x.name() == s).ok_or_else(|| {
-            Error::invalid(
-                "timestep spacing",
-                s,
-                "expected leading, trailing, linspace or quadratic",
-            )
-        })
     }
 }
 

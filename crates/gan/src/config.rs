@@ -5,8 +5,6 @@
 use crate::loss::GanLoss;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// Flattened size of a 28×28 image, the DCGAN pair's data.
 pub const IMAGE_DIM: usize = 28 * 28;
@@ -22,31 +20,10 @@ pub enum Network {
     Dcgan,
 }
 
-impl Network {
-    /// The flag's and the config's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Network::Mlp => "mlp",
-            Network::Dcgan => "dcgan",
-        }
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Network {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        [Network::Mlp, Network::Dcgan]
-            .into_iter()
-            .find(|n| n.name() == s)
-            .ok_or_else(|| Error::invalid_display("network", s, "mlp or dcgan"))
-    }
-}
+deepgen_core::named_choices!(Network, "network" {
+    Mlp => "mlp",
+    Dcgan => "dcgan",
+});
 
 /// How the MLP pair's new weights and biases are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -60,31 +37,10 @@ pub enum MlpInit {
     Pacgan,
 }
 
-impl MlpInit {
-    /// The flag's and the config's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            MlpInit::Pytorch => "pytorch",
-            MlpInit::Pacgan => "pacgan",
-        }
-    }
-}
-
-impl fmt::Display for MlpInit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for MlpInit {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        [MlpInit::Pytorch, MlpInit::Pacgan]
-            .into_iter()
-            .find(|n| n.name() == s)
-            .ok_or_else(|| Error::invalid_display("init", s, "pytorch or pacgan"))
-    }
-}
+deepgen_core::named_choices!(MlpInit, "init" {
+    Pytorch => "pytorch",
+    Pacgan => "pacgan",
+});
 
 /// A GAN's networks, loss and regularisers.
 ///

@@ -24,8 +24,6 @@ use crate::{Error, Result};
 use candle::Tensor;
 use deepgen_numerics::softplus;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// The adversarial loss of a GAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -46,27 +44,15 @@ pub enum GanLoss {
     Wasserstein,
 }
 
+deepgen_core::named_choices!(GanLoss, "loss" {
+    Minimax => "minimax",
+    NonSaturating => "non-saturating",
+    LeastSquares => "least-squares",
+    Hinge => "hinge",
+    Wasserstein => "wasserstein",
+});
+
 impl GanLoss {
-    /// Every loss, for iteration.
-    pub const ALL: [GanLoss; 5] = [
-        GanLoss::Minimax,
-        GanLoss::NonSaturating,
-        GanLoss::LeastSquares,
-        GanLoss::Hinge,
-        GanLoss::Wasserstein,
-    ];
-
-    /// The name of the flag and of the config value.
-    pub fn name(self) -> &'static str {
-        match self {
-            GanLoss::Minimax => "minimax",
-            GanLoss::NonSaturating => "non-saturating",
-            GanLoss::LeastSquares => "least-squares",
-            GanLoss::Hinge => "hinge",
-            GanLoss::Wasserstein => "wasserstein",
-        }
-    }
-
     /// Whether `σ(D)` is the discriminator's probability that its input is
     /// real (the logistic losses).
     pub fn is_logistic(self) -> bool {
@@ -103,23 +89,6 @@ impl GanLoss {
             GanLoss::Hinge | GanLoss::Wasserstein => fake.mean_all()?.neg()?,
         };
         Ok(loss)
-    }
-}
-
-impl fmt::Display for GanLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for GanLoss {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        GanLoss::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = GanLoss::ALL.iter().map(|l| l.name()).collect();
-            Error::invalid_display("loss", s, format!("one of {}", names.join(", ")))
-        })
     }
 }
 

@@ -6,8 +6,6 @@ use crate::loss::Projection;
 use crate::noise::NoiseLevels;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// The training objective ([`crate::loss`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -24,36 +22,12 @@ pub enum ScoreLoss {
     Dsm,
 }
 
-impl ScoreLoss {
-    /// Every loss, in the order of the flag's help.
-    pub const ALL: [ScoreLoss; 4] = [ScoreLoss::Esm, ScoreLoss::Ssm, ScoreLoss::SsmVr, ScoreLoss::Dsm];
-
-    /// The flag's and the config's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScoreLoss::Esm => "esm",
-            ScoreLoss::Ssm => "ssm",
-            ScoreLoss::SsmVr => "ssm-vr",
-            ScoreLoss::Dsm => "dsm",
-        }
-    }
-}
-
-impl fmt::Display for ScoreLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ScoreLoss {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|l| l.name() == s)
-            .ok_or_else(|| Error::invalid("loss", s, "esm, ssm, ssm-vr or dsm"))
-    }
-}
+deepgen_core::named_choices!(ScoreLoss, "loss" {
+    Esm => "esm",
+    Ssm => "ssm",
+    SsmVr => "ssm-vr",
+    Dsm => "dsm",
+});
 
 /// A score model: its network, its loss and its noise levels.
 ///
@@ -106,31 +80,10 @@ pub enum SamplerKind {
     Annealed,
 }
 
-impl SamplerKind {
-    /// The flag's and the config's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            SamplerKind::Langevin => "langevin",
-            SamplerKind::Annealed => "annealed",
-        }
-    }
-}
-
-impl fmt::Display for SamplerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for SamplerKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        [SamplerKind::Langevin, SamplerKind::Annealed]
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| Error::invalid("sampler", s, "langevin or annealed"))
-    }
-}
+deepgen_core::named_choices!(SamplerKind, "sampler" {
+    Langevin => "langevin",
+    Annealed => "annealed",
+});
 
 /// Where chains start: both are functions of standard-normal noise `e`, so
 /// that a draw is a function of its noise.
