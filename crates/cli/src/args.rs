@@ -179,6 +179,16 @@ macro_rules! config_flags {
 }
 pub(crate) use config_flags;
 
+/// Which weights sample, for a model whose trainer keeps a moving average
+/// of them (diffusion models; GANs with `--ema-decay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Weights {
+    /// The moving average the trainer kept (the default).
+    Ema,
+    /// The weights as last trained (what a run without an average samples).
+    Trained,
+}
+
 /// `value = Some(new)` replaces `value`: a flag given overrides the
 /// configuration.
 pub fn set<T>(value: &mut T, new: Option<T>) {

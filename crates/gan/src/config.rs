@@ -85,6 +85,13 @@ pub struct GanConfig {
     pub gradient_penalty: f64,
     /// Weight `γ` of the R1 penalty `γ/2 E‖∇D(x)‖²` (0: none).
     pub r1: f64,
+    /// Decay `d` of a moving average of the generator's weights and batch-norm
+    /// statistics, `w̄ ← d w̄ + (1 − d) w` after every step (with diffusers'
+    /// warm-up, core's [`deepgen_core::WeightAverage`]); samples come from it.
+    /// It changes no step of training, only what is sampled: the average
+    /// smooths the oscillation of a generator trained at a constant learning
+    /// rate (ProGAN, StyleGAN and BigGAN sample so). 0: none, the default.
+    pub ema_decay: f64,
 }
 
 impl Default for GanConfig {
@@ -102,6 +109,7 @@ impl Default for GanConfig {
             pack: 1,
             gradient_penalty: 0.0,
             r1: 0.0,
+            ema_decay: 0.0,
         }
     }
 }
@@ -156,6 +164,13 @@ impl GanConfig {
             if !(value >= 0.0 && value.is_finite()) {
                 return Err(Error::invalid_display(name, value, "a finite weight ≥ 0 (0: off)"));
             }
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return Err(Error::invalid_display(
+                "ema_decay",
+                self.ema_decay,
+                "must be in [0, 1) (0: no average)",
+            ));
         }
         if self.network == Network::Dcgan && self.data_dim != IMAGE_DIM {
             return Err(Error::invalid_display(
@@ -260,6 +275,20 @@ mod tests {
                     ..Default::default()
                 },
                 "init",
+            ),
+            (
+                GanConfig {
+                    ema_decay: 1.0,
+                    ..Default::default()
+                },
+                "ema_decay",
+            ),
+            (
+                GanConfig {
+                    ema_decay: f64::NAN,
+                    ..GanConfig::points(2)
+                },
+                "ema_decay",
             ),
         ];
         for (config, name) in bad {

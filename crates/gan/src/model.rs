@@ -1,7 +1,9 @@
 //! [`Gan`]: a generator and a discriminator built from a [`GanConfig`],
 //! with the conversions between data space (what batches and pictures hold:
 //! points, or images `[n, 784]` in `[0, 1]`) and network space (the DCGAN
-//! works on `[n, 1, 28, 28]` in `[−1, 1]`).
+//! works on `[n, 1, 28, 28]` in `[−1, 1]`). With `ema_decay > 0` a second
+//! generator under `ema.` holds the moving average of the trained one's
+//! weights (kept by core's trainer), and samples come from it.
 
 use crate::config::{GanConfig, Network};
 use crate::dcgan::{DcganDiscriminator, DcganGenerator};
@@ -25,13 +27,40 @@ enum Discriminator {
     Dcgan(DcganDiscriminator),
 }
 
+impl Generator {
+    /// The generator of `config` under `vb`.
+    fn new(config: &GanConfig, vb: VarBuilder) -> Result<Self> {
+        Ok(match config.network {
+            Network::Mlp => Generator::Mlp(MlpGenerator::new(
+                config.latent_dim,
+                &config.generator_hidden,
+                config.data_dim,
+                config.generator_batch_norm,
+                config.init,
+                vb,
+            )?),
+            Network::Dcgan => Generator::Dcgan(DcganGenerator::new(config.latent_dim, vb)?),
+        })
+    }
+
+    fn forward_t(&self, z: &Tensor, train: bool) -> candle::Result<Tensor> {
+        match self {
+            Generator::Mlp(g) => g.forward_t(z, train),
+            Generator::Dcgan(g) => g.forward_t(z, train),
+        }
+    }
+}
+
 /// A GAN: `G: z ↦ x` and `D: x ↦ logit` (variables under `generator.` and
-/// `discriminator.`, the trainer's two optimizer groups).
+/// `discriminator.`, the trainer's two optimizer groups), and the moving
+/// average of `G` under `ema.` when the config keeps one.
 #[derive(Debug, Clone)]
 pub struct Gan {
     config: GanConfig,
     generator: Generator,
     discriminator: Discriminator,
+    average: Option<Generator>,
+    sample_with_average: bool,
 }
 
 impl Gan {
@@ -41,34 +70,33 @@ impl Gan {
     /// An invalid configuration; Candle errors.
     pub fn new(config: &GanConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
-        let (g, d) = (vb.pp("generator"), vb.pp("discriminator"));
-        let (generator, discriminator) = match config.network {
-            Network::Mlp => (
-                Generator::Mlp(MlpGenerator::new(
-                    config.latent_dim,
-                    &config.generator_hidden,
-                    config.data_dim,
-                    config.generator_batch_norm,
-                    config.init,
-                    g,
-                )?),
-                Discriminator::Mlp(MlpDiscriminator::new(
-                    config.data_dim * config.pack,
-                    &config.discriminator_hidden,
-                    config.maxout,
-                    config.init,
-                    d,
-                )?),
-            ),
-            Network::Dcgan => (
-                Generator::Dcgan(DcganGenerator::new(config.latent_dim, g)?),
-                Discriminator::Dcgan(DcganDiscriminator::new(config.pack, d)?),
-            ),
+        // Generator, discriminator, then the average: the order the
+        // variables are drawn in, so the average changes no initial weight.
+        let generator = Generator::new(config, vb.pp("generator"))?;
+        let d = vb.pp("discriminator");
+        let discriminator = match config.network {
+            Network::Mlp => Discriminator::Mlp(MlpDiscriminator::new(
+                config.data_dim * config.pack,
+                &config.discriminator_hidden,
+                config.maxout,
+                config.init,
+                d,
+            )?),
+            Network::Dcgan => Discriminator::Dcgan(DcganDiscriminator::new(config.pack, d)?),
+        };
+        let average = if config.ema_decay > 0.0 {
+            // Its variables mirror those under `generator.`, paired by name
+            // by core's `WeightAverage` (see `TrainableModel::weight_average`).
+            Some(Generator::new(config, vb.pp("ema"))?)
+        } else {
+            None
         };
         Ok(Self {
             config: config.clone(),
             generator,
             discriminator,
+            average,
+            sample_with_average: true,
         })
     }
 
@@ -78,12 +106,29 @@ impl Gan {
     }
 
     /// Samples in data space from noise `z` `[n, latent_dim]`, with batch
-    /// norm in evaluation mode (PyTorch's `G.eval()`).
+    /// norm in evaluation mode (PyTorch's `G.eval()`), from the weight
+    /// average when the model keeps one (see [`Gan::sample_with_average`]).
     ///
     /// # Errors
     /// A noise batch of the wrong width; Candle errors.
     pub fn generate(&self, z: &Tensor) -> Result<Tensor> {
-        self.to_data_space(&self.generator_forward(z, false)?)
+        self.check_noise(z)?;
+        let generator = match &self.average {
+            Some(average) if self.sample_with_average => average,
+            _ => &self.generator,
+        };
+        self.to_data_space(&generator.forward_t(z, false)?)
+    }
+
+    /// Whether the model keeps a moving average of the generator's weights.
+    pub fn has_average(&self) -> bool {
+        self.average.is_some()
+    }
+
+    /// Sample from the weight average (`true`, the default) or from the
+    /// trained weights; without an average, always the trained weights.
+    pub fn sample_with_average(&mut self, averaged: bool) {
+        self.sample_with_average = averaged;
     }
 
     /// `G(z)` in network space; batch statistics when `train`.
@@ -91,6 +136,11 @@ impl Gan {
     /// # Errors
     /// A noise batch of the wrong width; Candle errors.
     pub fn generator_forward(&self, z: &Tensor, train: bool) -> Result<Tensor> {
+        self.check_noise(z)?;
+        Ok(self.generator.forward_t(z, train)?)
+    }
+
+    fn check_noise(&self, z: &Tensor) -> Result<()> {
         if z.rank() != 2 || z.dim(1)? != self.config.latent_dim {
             return Err(Error::BadShape {
                 what: "noise",
@@ -98,10 +148,7 @@ impl Gan {
                 expected: format!("[n, {}]", self.config.latent_dim),
             });
         }
-        Ok(match &self.generator {
-            Generator::Mlp(g) => g.forward_t(z, train)?,
-            Generator::Dcgan(g) => g.forward_t(z, train)?,
-        })
+        Ok(())
     }
 
     /// `D` of the packs of `xs` (network space, a multiple of the pack size

@@ -4,7 +4,7 @@
 //! [`crate::run::train`]. Any sampler samples any checkpoint: the one stored
 //! with the model is the default, and the flags override it.
 
-use crate::args::{DataArg, at_least_one, non_negative_f64, set};
+use crate::args::{DataArg, Weights, at_least_one, non_negative_f64, set};
 use crate::eval::JudgeArgs;
 use crate::pictures::save_grid_png;
 use crate::plot::{Panel, ScatterLayer, panels_plot};
@@ -288,15 +288,6 @@ impl Generative for Sampled<'_> {
     fn generates_points(&self) -> bool {
         self.model.generates_points()
     }
-}
-
-/// Which weights sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Weights {
-    /// The moving average the trainer kept (the default).
-    Ema,
-    /// The weights as last trained (what a run without an average samples).
-    Trained,
 }
 
 /// A trained model, its run's data set and the sampler the flags ask for.

@@ -2,9 +2,11 @@
 //! on 2-D point sets (PacGAN's settings) and its DCGAN pair on MNIST (the
 //! anchor's), on [`crate::run::train`]. `metrics.csv` holds the losses,
 //! mean `D` on real and generated samples, both gradient norms and, for
-//! the 2-D mixtures, the mode metrics of 2,500 samples after every epoch.
+//! the 2-D mixtures, the mode metrics of 2,500 samples after every epoch
+//! (of the generator's moving average with `--ema-decay`, and then also of
+//! the trained generator, as `trained_modes` …).
 
-use crate::args::{DataArg, at_least_one, non_negative_f64, set};
+use crate::args::{DataArg, Weights, at_least_one, non_negative_f64, set};
 use crate::eval::JudgeArgs;
 use crate::points::point_scores;
 use crate::run::{
@@ -55,6 +57,9 @@ pub struct GanFlags {
     /// MLP pair's initialisation: pytorch (U(±1/√fan_in)) or pacgan (weights N(0, 0.02²), biases 0) [default: pytorch].
     #[arg(long, value_name = "INIT")]
     pub init: Option<MlpInit>,
+    /// Keep a moving average of the generator's weights with this decay (e.g. 0.999) and sample from it [default: 0, none].
+    #[arg(long, value_name = "D", value_parser = non_negative_f64)]
+    pub ema_decay: Option<f64>,
     /// Anneal the learning rate to 1 % of --lr over the run with a half cosine (PyTorch's CosineAnnealingLR).
     #[arg(long)]
     pub cosine: bool,
@@ -131,6 +136,7 @@ impl ModelCommand for GanCommand {
         set(&mut c.discriminator_hidden, f.d_hidden.clone());
         set(&mut c.maxout, f.maxout);
         set(&mut c.init, f.init);
+        set(&mut c.ema_decay, f.ema_decay);
         t.beta1 = Some(f.beta1.or(t.beta1).unwrap_or(if points { 0.8 } else { 0.5 }));
         t.cosine |= f.cosine;
         if t.beta1.is_some_and(|b| b >= 1.0) {
@@ -157,14 +163,28 @@ impl ModelCommand for GanCommand {
         }
     }
 
-    /// For a 2-D mixture, the mode metrics and MMD² of 2,500 samples after every epoch.
+    /// For a 2-D mixture, the mode metrics and MMD² of 2,500 samples after
+    /// every epoch: of the samples the model draws (its average when it
+    /// keeps one) and, when it does, of the trained generator's
+    /// (`trained_…`), from the same noise.
     fn prepare(trainer: Trainer<Gan>, _: &GanTraining, data: &TrainData, device: &Device) -> Result<Trainer<Gan>> {
         let Some(set) = data.points.clone() else {
             return Ok(trainer);
         };
         let device = device.clone();
         Ok(trainer.with_evaluation(move |gan, _| {
-            point_scores(gan, &set, TEST_POINTS, 0, &device).map_err(|e| deepgen_core::Error::External(e.into()))
+            let scores = || -> Result<deepgen_core::Metrics> {
+                let mut metrics = point_scores(gan, &set, TEST_POINTS, 0, &device)?;
+                if gan.has_average() {
+                    let mut trained = gan.clone();
+                    trained.sample_with_average(false);
+                    for (name, value) in point_scores(&trained, &set, TEST_POINTS, 0, &device)?.iter() {
+                        metrics.push(format!("trained_{name}"), value);
+                    }
+                }
+                Ok(metrics)
+            };
+            scores().map_err(|e| deepgen_core::Error::External(e.into()))
         }))
     }
 }
@@ -181,6 +201,9 @@ pub struct EvalArgs {
     /// Seed of the noise.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    /// Sample with the generator's moving average (ema, when the run kept one) or the trained weights.
+    #[arg(long, value_enum, default_value = "ema")]
+    pub weights: Weights,
     #[command(flatten)]
     pub judge: JudgeArgs,
     /// Folder with the four IDX files of the reference set [default: the run's].
@@ -196,8 +219,9 @@ pub struct EvalArgs {
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let path = checkpoint_file(&args.checkpoint, "gan")?;
     let device = open_device(args.device)?;
-    let (gan, _vars) =
+    let (mut gan, _vars) =
         load_model::<Gan>(&path, &device).with_context(|| format!("cannot load a GAN from `{}`", path.display()))?;
+    gan.sample_with_average(args.weights == Weights::Ema);
     let run_dir = path.parent().map(PathBuf::from).unwrap_or_default();
     let file = RunFile::<GanConfig, GanTraining>::read(&run_dir.join(CONFIG_FILE), "gan")
         .with_context(|| format!("`{}` is not a complete run directory", run_dir.display()))?;
