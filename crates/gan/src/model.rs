@@ -70,8 +70,8 @@ impl Gan {
     /// An invalid configuration; Candle errors.
     pub fn new(config: &GanConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
-        // Generator, discriminator, then the average: the order the
-        // variables are drawn in, so the average changes no initial weight.
+        // Initial weights are drawn per variable name (core's seeded
+        // builder), so adding the average changes none of the others.
         let generator = Generator::new(config, vb.pp("generator"))?;
         let d = vb.pp("discriminator");
         let discriminator = match config.network {
