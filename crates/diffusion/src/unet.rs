@@ -13,13 +13,15 @@
 //! ```
 //!
 //! Each group norm and the SiLU after it are one op (deepgen-core's
-//! `group_norm`, with a one-pass backward).
+//! `group_norm`, with a one-pass backward); the upsampling's backward is one
+//! window sum (deepgen-core's `upsample_nearest2d`).
 
 use crate::Result;
 use crate::embedding::sinusoidal_embedding;
 use candle::{Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Conv2d, GroupNorm, Linear, conv2d, group_norm, linear};
+use deepgen_core::ops::upsample_nearest2d;
 
 /// Groups of every group norm.
 const GROUPS: usize = 8;
@@ -128,9 +130,9 @@ impl UNet {
         let h2 = self.d2.forward(&self.ds1.forward(&h1)?, &e)?;
         let h = self.ds2.forward(&h2)?;
         let h = self.m2.forward(&self.m1.forward(&h, &e)?, &e)?;
-        let h = self.us2.forward(&h.upsample_nearest2d(14, 14)?)?;
+        let h = self.us2.forward(&upsample_nearest2d(&h, 14, 14)?)?;
         let h = self.u2.forward(&Tensor::cat(&[&h, &h2], 1)?, &e)?;
-        let h = self.us1.forward(&h.upsample_nearest2d(28, 28)?)?;
+        let h = self.us1.forward(&upsample_nearest2d(&h, 28, 28)?)?;
         let h = self.u1.forward(&Tensor::cat(&[&h, &h1], 1)?, &e)?;
         Ok(self.cout.forward(&self.nout.forward_silu(&h)?)?)
     }

@@ -26,6 +26,10 @@
 //! optionally left out, as NT-Xent needs) is one op with a one-sweep
 //! backward instead of some twenty sweeps of composed ops.
 //!
+//! [`upsample_nearest2d`] (a UNet's up path) has a one-sweep backward, a
+//! window sum, instead of Candle's grouped convolution with one group per
+//! channel; see [`upsample`].
+//!
 //! [`max_pool2d`], [`relu`], [`leaky_relu`], [`add_channel_bias`] and
 //! [`bias_activation`] replace Candle backward
 //! passes that allocate several full-size temporaries (and, for max pooling,
@@ -52,6 +56,7 @@ pub mod pointwise;
 pub mod pool;
 pub mod runtime;
 pub(crate) mod simd;
+pub mod upsample;
 
 pub use batch_norm::{BatchStatistics, batch_norm};
 pub use conv::{conv_transpose2d, conv_transpose2d_with_bias, conv2d, conv2d_with_bias};
@@ -60,6 +65,7 @@ pub use group_norm::group_norm;
 pub use pointwise::{Activation, add_channel_bias, bias_activation, bias_relu, leaky_relu, relu};
 pub use pool::max_pool2d;
 pub use runtime::{flush_subnormals, prepare_cpu_training, reuse_freed_memory};
+pub use upsample::upsample_nearest2d;
 
 use candle::{CpuStorage, DType, Layout, Shape, Tensor, WithDType, bail};
 use rayon::prelude::*;
