@@ -402,6 +402,19 @@ impl<const TRANSPOSED: bool> ConvLayer<TRANSPOSED> {
         self.correlate_biased(xs, &bias)
     }
 
+    /// `conv(upsample_nearest(x, 2)) + b` for a 3×3, stride-1, padding-1
+    /// convolution (a UNet's up step), computed at `x`'s resolution
+    /// ([`crate::ops::upsample_conv2d_with_bias`], about half the
+    /// arithmetic); other layers upsample and then convolve.
+    pub fn forward_upsampled(&self, xs: &Tensor) -> candle::Result<Tensor> {
+        let (_, _, h, w) = xs.dims4()?;
+        let (_, _, kh, kw) = self.weight.dims4()?;
+        if !TRANSPOSED && (kh, kw, self.stride, self.padding) == (3, 3, 1, 1) {
+            return crate::ops::upsample_conv2d_with_bias(xs, &self.weight, &self.bias);
+        }
+        self.correlate_biased(&crate::ops::upsample_nearest2d(xs, 2 * h, 2 * w)?, &self.bias)
+    }
+
     /// `max_pool(relu(conv(x) + b), k)` ([`crate::ops::max_pool2d`]),
     /// computed as `relu(max_pool(conv(x), k) + b)`.
     ///

@@ -13,15 +13,15 @@
 //! ```
 //!
 //! Each group norm and the SiLU after it are one op (deepgen-core's
-//! `group_norm`, with a one-pass backward); the upsampling's backward is one
-//! window sum (deepgen-core's `upsample_nearest2d`).
+//! `group_norm`, with a one-pass backward); each upsampling and the 3×3
+//! convolution after it are one resize-convolution computed at the low
+//! resolution (deepgen-core's `upsample_conv2d_with_bias`).
 
 use crate::Result;
 use crate::embedding::sinusoidal_embedding;
 use candle::{Module, Tensor};
 use candle_nn::VarBuilder;
 use deepgen_core::nn::{Conv2d, GroupNorm, Linear, conv2d, group_norm, linear};
-use deepgen_core::ops::upsample_nearest2d;
 
 /// Groups of every group norm.
 const GROUPS: usize = 8;
@@ -130,9 +130,9 @@ impl UNet {
         let h2 = self.d2.forward(&self.ds1.forward(&h1)?, &e)?;
         let h = self.ds2.forward(&h2)?;
         let h = self.m2.forward(&self.m1.forward(&h, &e)?, &e)?;
-        let h = self.us2.forward(&upsample_nearest2d(&h, 14, 14)?)?;
+        let h = self.us2.forward_upsampled(&h)?;
         let h = self.u2.forward(&Tensor::cat(&[&h, &h2], 1)?, &e)?;
-        let h = self.us1.forward(&upsample_nearest2d(&h, 28, 28)?)?;
+        let h = self.us1.forward_upsampled(&h)?;
         let h = self.u1.forward(&Tensor::cat(&[&h, &h1], 1)?, &e)?;
         Ok(self.cout.forward(&self.nout.forward_silu(&h)?)?)
     }

@@ -28,7 +28,9 @@
 //!
 //! [`upsample_nearest2d`] (a UNet's up path) has a one-sweep backward, a
 //! window sum, instead of Candle's grouped convolution with one group per
-//! channel; see [`upsample`].
+//! channel; see [`upsample`]. [`upsample_conv2d_with_bias`] fuses it with
+//! the 3×3 convolution that follows it, computed at the low resolution; see
+//! [`resize_conv`].
 //!
 //! [`max_pool2d`], [`relu`], [`leaky_relu`], [`add_channel_bias`] and
 //! [`bias_activation`] replace Candle backward
@@ -54,6 +56,7 @@ pub(crate) mod im2col;
 pub(crate) mod inplace;
 pub mod pointwise;
 pub mod pool;
+pub mod resize_conv;
 pub mod runtime;
 pub(crate) mod simd;
 pub mod upsample;
@@ -64,6 +67,7 @@ pub use cross_entropy::cross_entropy_rows;
 pub use group_norm::group_norm;
 pub use pointwise::{Activation, add_channel_bias, bias_activation, bias_relu, leaky_relu, relu};
 pub use pool::max_pool2d;
+pub use resize_conv::upsample_conv2d_with_bias;
 pub use runtime::{flush_subnormals, prepare_cpu_training, reuse_freed_memory};
 pub use upsample::upsample_nearest2d;
 
