@@ -17,7 +17,7 @@
 //! All four phases are one convolution with `4·c_out` output channels and
 //! padding 1 (output `(h + 1) × (w + 1)`), whose phase `(a, b)` is read at
 //! offset `(a, b)` and interleaved into the `2h × 2w` output
-//! ([`PhaseInterleave`], a linear op whose adjoint [`PhaseSplit`] is its
+//! (`PhaseInterleave`, a linear op whose adjoint `PhaseSplit` is its
 //! backward). The products cost `4·4·(h + 1)(w + 1)` taps per channel pair
 //! instead of `9·4hw`: 0.51× at 14×14, 0.58× at 7×7, and no upsampled image
 //! is made, stored or differentiated.

@@ -10,7 +10,7 @@
 //! kernel (one group per channel): in the UNet's up path, 64 convolutions
 //! a step, each cutting its channel out of the gradient and the results
 //! concatenated again. Both maps are linear and each is the other's adjoint,
-//! so the pair [`Upsample`]/[`WindowSum`] is closed under differentiation.
+//! so the pair `Upsample`/`WindowSum` is closed under differentiation.
 
 use super::{CpuForward, PARALLEL_MIN, fast_path, for_each_chunk, map_floats};
 use candle::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType, bail};
@@ -141,7 +141,8 @@ impl CustomOp1 for WindowSum {
 /// A tensor that is not 4-D; Candle's errors on its path.
 pub fn upsample_nearest2d(xs: &Tensor, target_h: usize, target_w: usize) -> candle::Result<Tensor> {
     let (_, _, h, w) = xs.dims4()?;
-    let integer_factor = h > 0 && w > 0 && target_h % h == 0 && target_w % w == 0 && target_h / h == target_w / w;
+    let integer_factor =
+        h > 0 && w > 0 && target_h.is_multiple_of(h) && target_w.is_multiple_of(w) && target_h / h == target_w / w;
     if !fast_path(&[xs]) || !integer_factor {
         return xs.upsample_nearest2d(target_h, target_w);
     }
