@@ -138,9 +138,20 @@ impl MlpDiscriminator {
 }
 
 impl Module for MlpDiscriminator {
-    /// `x [n, d] → D(x) [n]`.
+    /// `x [n, d] → D(x) [n]`, each hidden layer's units one op
+    /// (`core::ops::maxout`, `core::ops::leaky_relu`) whose backward writes
+    /// the gradient once, rather than the masks of
+    /// [`InputGradient::input_gradient`] composed from Candle's ops.
     fn forward(&self, x: &Tensor) -> candle::Result<Tensor> {
-        let (h, _) = self.hidden_forward(x)?;
+        let mut h = x.clone();
+        for layer in &self.hidden {
+            let a = layer.forward(&h)?;
+            h = if self.pieces == 1 {
+                deepgen_core::ops::leaky_relu(&a, LEAKY_SLOPE)?
+            } else {
+                deepgen_core::ops::maxout(&a, self.pieces)?
+            };
+        }
         self.output.forward(&h)?.squeeze(1)
     }
 }
