@@ -41,6 +41,7 @@
 
 use super::im2col::{Geometry, Mat, col2im, im2col, matmul};
 use super::pointwise::{add_channel_bias, channel_sum};
+use super::winograd;
 use super::{CpuForward, PARALLEL_MIN, contiguous_slice, fast_path, for_each_chunk, map_floats};
 use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
 use gemm::Parallelism;
@@ -147,6 +148,13 @@ impl ConvOp {
 
     fn run<T: WithDType>(&self, batch: usize, m: usize, lhs: &[T], rhs: &[T]) -> Vec<T> {
         let g = &self.geometry;
+        if winograd::applies(g, m) {
+            return match self.kind {
+                Kind::Forward => winograd::forward(g, batch, m, lhs, rhs),
+                Kind::Adjoint => winograd::adjoint(g, batch, m, lhs, rhs),
+                Kind::Kernel => winograd::kernel_grad(g, batch, m, lhs, rhs),
+            };
+        }
         match self.kind {
             Kind::Forward => forward(g, batch, m, lhs, rhs),
             Kind::Adjoint => adjoint(g, batch, m, lhs, rhs),
@@ -1179,6 +1187,35 @@ mod tests {
         for (batch, most, threads) in [(64, 5, 2), (211, 148, 4), (3, 8, 16), (1, 1, 2)] {
             let g = balanced_group(batch, most, threads);
             assert!((1..=most).contains(&g), "{g} for {batch} {most} {threads}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        /// Stride-2, 4×4, padding-1 layers with at least eight channels on
+        /// both sides take the Winograd path (`winograd.rs`): convolution
+        /// and transposed convolution equal Candle's in value and in both
+        /// gradients, for even image sizes with one tile, several and partial
+        /// ones.
+        #[test]
+        fn prop_winograd_layers_match_candle(
+            batch in 1usize..4,
+            c_in in 8usize..20,
+            c_out in 8usize..20,
+            half_h in 1usize..12,
+            half_w in 1usize..12,
+            seed in any::<u64>(),
+        ) {
+            let c = Case {
+                batch, c_in, c_out, height: 2 * half_h, width: 2 * half_w,
+                kernel_h: 4, kernel_w: 4, stride: 2, padding: 1, dilation: 1, output_padding: 0, seed,
+            };
+            let g = Geometry { channels: c_in, height: c.height, width: c.width, kernel_h: 4, kernel_w: 4,
+                out_h: half_h, out_w: half_w, stride: 2, padding: 1, dilation: 1 };
+            prop_assert!(winograd::applies(&g, c_out));
+            check_conv2d(c)?;
+            // The transposed layer from the small grid back up.
+            check_conv_transpose2d(Case { height: half_h, width: half_w, ..c })?;
         }
     }
 

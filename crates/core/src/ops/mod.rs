@@ -61,6 +61,7 @@ pub mod resize_conv;
 pub mod runtime;
 pub(crate) mod simd;
 pub mod upsample;
+pub(crate) mod winograd;
 
 pub use batch_norm::{BatchStatistics, batch_norm};
 pub use conv::{conv_transpose2d, conv_transpose2d_with_bias, conv2d, conv2d_with_bias};
