@@ -38,6 +38,11 @@
 //! images run in parallel on rayon's pool, each with a single-threaded gemm;
 //! with fewer groups than threads the groups run one at a time with gemm's
 //! own parallelism, and small products stay on the calling thread.
+//!
+//! Stride-2, 4×4, padding-1 layers on even images with at least eight
+//! channels on both sides (DCGAN's and the VAE's) compute the same three
+//! products by Winograd's `F(7×7, 2×2)` instead (`winograd.rs`), with
+//! a third of the multiplications.
 
 use super::im2col::{Geometry, Mat, col2im, im2col, matmul};
 use super::pointwise::{add_channel_bias, channel_sum};
