@@ -303,6 +303,49 @@ fn image_tiles(z: &Sizes) -> impl Iterator<Item = (usize, usize)> + use<> {
     (0..z.tiles_h * tiles_w).map(move |t| (t / tiles_w, t % tiles_w))
 }
 
+/// The padded columns `[lo, hi)` of a 16-wide window starting at padded
+/// column `start` that hold image pixels (padded column `p` is image column
+/// `p − 1`).
+#[inline(always)]
+fn inside(start: usize, side: usize) -> (usize, usize) {
+    (usize::from(start == 0), (side + 1 - start).min(2 * TILE))
+}
+
+/// The 16×16 window of the zero-padded image `x̄` (one plane of `z`'s
+/// images) that tile `(ti, tj)` reads: padded rows and columns `14t … 14t + 15`.
+#[inline(always)]
+fn window<T: WithDType>(x: &[T], z: &Sizes, ti: usize, tj: usize) -> [[T; 2 * TILE]; 2 * TILE] {
+    let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
+    let (y0, x0) = (2 * OUT * ti, 2 * OUT * tj);
+    let (rows, cols) = (inside(y0, z.height), inside(x0, z.width));
+    if cols.0 < cols.1 {
+        for (r, row) in w.iter_mut().enumerate().take(rows.1).skip(rows.0) {
+            let line = &x[(y0 + r - 1) * z.width..][..z.width];
+            row[cols.0..cols.1].copy_from_slice(&line[x0 + cols.0 - 1..x0 + cols.1 - 1]);
+        }
+    }
+    w
+}
+
+/// Adds a 16×16 window of the padded image back into the image plane
+/// `x`: the adjoint of [`window`].
+#[inline(always)]
+fn add_window<T: WithDType>(x: &mut [T], w: &[[T; 2 * TILE]; 2 * TILE], z: &Sizes, ti: usize, tj: usize) {
+    let (y0, x0) = (2 * OUT * ti, 2 * OUT * tj);
+    let (rows, cols) = (inside(y0, z.height), inside(x0, z.width));
+    if cols.0 < cols.1 {
+        for (r, row) in w.iter().enumerate().take(rows.1).skip(rows.0) {
+            let line = &mut x[(y0 + r - 1) * z.width..][..z.width];
+            for (acc, &v) in line[x0 + cols.0 - 1..x0 + cols.1 - 1]
+                .iter_mut()
+                .zip(&row[cols.0..cols.1])
+            {
+                *acc += v;
+            }
+        }
+    }
+}
+
 /// `V = Bᵀ d B` for every 8×8 tile `d` of every space-to-depth channel of
 /// `xs` `[B, C, H, W]`, as `[tiles][64][4C]`; channels are the lanes.
 fn input_transform<T: WithDType>(xs: &[T], z: &Sizes, k: &Coefficients<T>) -> Vec<T> {
@@ -315,20 +358,13 @@ fn input_transform<T: WithDType>(xs: &[T], z: &Sizes, k: &Coefficients<T>) -> Ve
                 let count = LANES.min(cs - first);
                 // d[r][s] = x̄[c, 2(7ti + r) + a, 2(7tj + s) + b], x̄ padded by one.
                 let mut d = [[[T::zero(); LANES]; TILE]; TILE];
-                for l in 0..count {
-                    let channel = first + l;
-                    let (ci, a, b) = (channel / 4, (channel / 2) % 2, channel % 2);
-                    let x = &xs[(image * z.c + ci) * plane..][..plane];
-                    for (r, row) in d.iter_mut().enumerate() {
-                        let y = 2 * (OUT * ti + r) + a;
-                        if y == 0 || y > z.height {
-                            continue;
-                        }
-                        let line = &x[(y - 1) * z.width..][..z.width];
-                        for (s, value) in row.iter_mut().enumerate() {
-                            let xx = 2 * (OUT * tj + s) + b;
-                            if xx != 0 && xx <= z.width {
-                                value[l] = line[xx - 1];
+                for ci in first / 4..(first + count) / 4 {
+                    let w = window(&xs[(image * z.c + ci) * plane..][..plane], z, ti, tj);
+                    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let l = ci * 4 + a * 2 + b - first;
+                        for (r, row) in d.iter_mut().enumerate() {
+                            for (s, value) in row.iter_mut().enumerate() {
+                                value[l] = w[2 * r + a][2 * s + b];
                             }
                         }
                     }
@@ -491,22 +527,17 @@ pub(crate) fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[
                     copy_lanes(values, &dv[(pos * tiles + p) * cs + first..], count);
                 }
                 let d = sandwich(&k.b, &block, &k.b);
-                for l in 0..count {
-                    let channel = first + l;
-                    let (ci, a, b) = (channel / 4, (channel / 2) % 2, channel % 2);
-                    let image_plane = &mut out[ci * plane..][..plane];
-                    for (i, row) in d.iter().enumerate() {
-                        let y = 2 * (OUT * ti + i) + a;
-                        if y == 0 || y > z.height {
-                            continue;
-                        }
-                        for (j, v) in row.iter().enumerate() {
-                            let x = 2 * (OUT * tj + j) + b;
-                            if x != 0 && x <= z.width {
-                                image_plane[(y - 1) * z.width + x - 1] += v[l];
+                for ci in first / 4..(first + count) / 4 {
+                    let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
+                    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        let l = ci * 4 + a * 2 + b - first;
+                        for (i, row) in d.iter().enumerate() {
+                            for (j, v) in row.iter().enumerate() {
+                                w[2 * i + a][2 * j + b] = v[l];
                             }
                         }
                     }
+                    add_window(&mut out[ci * plane..][..plane], &w, &z, ti, tj);
                 }
             }
         }
