@@ -258,6 +258,18 @@ fn copy_lanes<T: WithDType>(dst: &mut [T], src: &[T], count: usize) {
     }
 }
 
+/// The 64 values of tile `p` in lanes `first…` of `[64][tiles][cols]`
+/// data (lanes past `cols` zero).
+#[inline(always)]
+fn lane_block<T: WithDType>(data: &[T], (tiles, cols): (usize, usize), p: usize, first: usize) -> Block<T> {
+    let count = LANES.min(cols - first);
+    let mut block = [[[T::zero(); LANES]; TILE]; TILE];
+    for (pos, values) in block.iter_mut().flatten().enumerate() {
+        copy_lanes(values, &data[(pos * tiles + p) * cols + first..], count);
+    }
+    block
+}
+
 /// The kernels' 2×2 taps in space-to-depth form, `[4][M][4C]`: tap
 /// `2u + v` holds `w[o, (c, a, b), u, v] = W[o, c, 2u + a, 2v + b]`.
 fn kernel_taps<T: WithDType>(kernel: &[T], z: &Sizes) -> Vec<T> {
@@ -440,28 +452,41 @@ fn slab<T>(data: &[T], pos: usize, cols: usize) -> Mat<'_, T> {
     }
 }
 
+/// For each position `p`, `lhs_p · U_pᵀ` (`[tiles, M]`, from `lhs_p` `[tiles,
+/// 4C]`) when `transposed`, else `lhs_p · U_p` (`[tiles, 4C]` from `[tiles,
+/// M]`), with `U_p` built from the taps into a scratch per worker; as
+/// `[64][tiles][·]`.
+fn kernel_products<T: WithDType>(taps: &[T], k: &Coefficients<T>, z: &Sizes, lhs: &[T], transposed: bool) -> Vec<T> {
+    let (m, cs, tiles) = (z.m, z.channels_s2d(), z.tiles());
+    let (cols, inner) = if transposed { (m, cs) } else { (cs, m) };
+    let mut dst = vec![T::zero(); POS * tiles * cols];
+    for_each_position(&mut dst, tiles * cols, z.parallel(), m * cs, |pos, out, u| {
+        kernel_at(taps, pos, k, u);
+        let u = Mat::rows(u, cs);
+        let rhs = if transposed { u.t() } else { u };
+        matmul(
+            (tiles, cols, inner),
+            out,
+            cols,
+            false,
+            slab(lhs, pos, inner),
+            rhs,
+            Parallelism::None,
+        );
+    });
+    dst
+}
+
 /// `y = conv(x, W)` for `xs` `[B, C, H, W]` and `kernel` `[M, C, 4, 4]`:
 /// `[B, M, H/2, W/2]`.
 pub(crate) fn forward<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], kernel: &[T]) -> Vec<T> {
     let z = Sizes::new(g, batch, m);
     let k = Transforms::new().cast::<T>();
-    let (cs, tiles) = (z.channels_s2d(), z.tiles());
+    let tiles = z.tiles();
     let taps = kernel_taps(kernel, &z);
     let v = input_transform(xs, &z, &k);
     // M_p [tiles, M] = V_p [tiles, 4C] · U_pᵀ, for each position p.
-    let mut product = vec![T::zero(); POS * tiles * m];
-    for_each_position(&mut product, tiles * m, z.parallel(), m * cs, |pos, out, u| {
-        kernel_at(&taps, pos, &k, u);
-        matmul(
-            (tiles, m, cs),
-            out,
-            m,
-            false,
-            slab(&v, pos, cs),
-            Mat::rows(u, cs).t(),
-            Parallelism::None,
-        );
-    });
+    let product = kernel_products(&taps, &k, &z, &v, true);
     // y tile = Aᵀ M A, cropped to the image; output channels are the lanes.
     let (grid, per_image) = (z.out_h * z.out_w, z.tiles_h * z.tiles_w);
     let mut ys = vec![T::zero(); batch * m * grid];
@@ -470,11 +495,7 @@ pub(crate) fn forward<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[
             let p = image * per_image + t;
             for first in (0..m).step_by(LANES) {
                 let count = LANES.min(m - first);
-                let mut block = [[[T::zero(); LANES]; TILE]; TILE];
-                for (pos, values) in block.iter_mut().flatten().enumerate() {
-                    copy_lanes(values, &product[(pos * tiles + p) * m + first..], count);
-                }
-                let y = sandwich(&k.at, &block, &k.at);
+                let y = sandwich(&k.at, &lane_block(&product, (tiles, m), p, first), &k.at);
                 for l in 0..count {
                     let plane = &mut out[(first + l) * grid..][..grid];
                     for (i, row) in y.iter().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
@@ -500,19 +521,7 @@ pub(crate) fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[
     let taps = kernel_taps(kernel, &z);
     let dm = output_gradient_transform(us, &z, &k);
     // ∂V_p [tiles, 4C] = ∂M_p [tiles, M] · U_p, for each position p.
-    let mut dv = vec![T::zero(); POS * tiles * cs];
-    for_each_position(&mut dv, tiles * cs, z.parallel(), m * cs, |pos, out, u| {
-        kernel_at(&taps, pos, &k, u);
-        matmul(
-            (tiles, cs, m),
-            out,
-            cs,
-            false,
-            slab(&dm, pos, m),
-            Mat::rows(u, cs),
-            Parallelism::None,
-        );
-    });
+    let dv = kernel_products(&taps, &k, &z, &dm, false);
     // d tile = B ∂V Bᵀ, added into the padded image (tiles overlap by one);
     // space-to-depth channels are the lanes.
     let (plane, per_image) = (z.height * z.width, z.tiles_h * z.tiles_w);
@@ -522,11 +531,7 @@ pub(crate) fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[
             let p = image * per_image + t;
             for first in (0..cs).step_by(LANES) {
                 let count = LANES.min(cs - first);
-                let mut block = [[[T::zero(); LANES]; TILE]; TILE];
-                for (pos, values) in block.iter_mut().flatten().enumerate() {
-                    copy_lanes(values, &dv[(pos * tiles + p) * cs + first..], count);
-                }
-                let d = sandwich(&k.b, &block, &k.b);
+                let d = sandwich(&k.b, &lane_block(&dv, (tiles, cs), p, first), &k.b);
                 for ci in first / 4..(first + count) / 4 {
                     let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
                     for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
