@@ -42,15 +42,19 @@
 //! Stride-2, 4×4, padding-1 layers on even images with at least eight
 //! channels on both sides (DCGAN's and the VAE's) compute the same three
 //! products by Winograd's `F(7×7, 2×2)` instead (`winograd.rs`), with
-//! a third of the multiplications.
+//! a third of the multiplications. Their backward pass computes both
+//! gradients from three transforms of the operands instead of five, one of
+//! them kept from the forward pass ([`ConvOp::fused_backward`]).
 
 use super::im2col::{Geometry, Mat, col2im, im2col, matmul};
 use super::pointwise::{add_channel_bias, channel_sum};
 use super::winograd;
 use super::{CpuForward, PARALLEL_MIN, contiguous_slice, fast_path, for_each_chunk, map_floats};
-use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType, bail};
+use candle::backend::BackendStorage;
+use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// About how many elements the column matrix of one gemm call holds (1 MiB
 /// of `f32`, half of a 2 MiB L2 cache, leaving room for gemm's packed panels).
@@ -80,13 +84,56 @@ enum Kind {
 }
 
 /// One of the three products for a fixed geometry, as a Candle custom op.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct ConvOp {
     kind: Kind,
     geometry: Geometry,
+    /// Where a Winograd forward pass leaves the transform of its first
+    /// operand for the kernel gradient of its backward pass ([`ConvOp::keeping`]).
+    kept: Option<Arc<Slot>>,
+}
+
+/// A value one pass computes for another: a transform kept from the
+/// forward pass, or a gradient already computed ([`Computed`]).
+#[derive(Debug, Default)]
+struct Slot(Mutex<Option<CpuStorage>>);
+
+impl Slot {
+    fn put<T: WithDType>(&self, values: Vec<T>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(T::to_cpu_storage_owned(values));
+    }
+
+    fn take(&self) -> Option<CpuStorage> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 impl ConvOp {
+    fn new(kind: Kind, geometry: Geometry) -> Self {
+        Self {
+            kind,
+            geometry,
+            kept: None,
+        }
+    }
+
+    /// The op, keeping its Winograd transform of the first operand for the
+    /// backward pass when that pass will compute a kernel gradient from it
+    /// (the kernel tracks gradients): a convolution's `V = Bᵀ x B` and a
+    /// transposed convolution's `A u Aᵀ` are the kernel gradient's operands
+    /// too ([`ConvOp::fused_backward`]). It holds about as much memory as the
+    /// input, until the backward pass or until the graph is dropped.
+    fn keeping(self, kernel: &Tensor) -> Self {
+        let m = kernel.dims().first().copied().unwrap_or(0);
+        let keeps = matches!(self.kind, Kind::Forward | Kind::Adjoint)
+            && kernel.track_op()
+            && winograd::applies(&self.geometry, m);
+        Self {
+            kept: keeps.then(Arc::default),
+            ..self
+        }
+    }
+
     fn apply(self, lhs: &Tensor, rhs: &Tensor) -> candle::Result<Tensor> {
         lhs.contiguous()?.apply_op2(&rhs.contiguous()?, self)
     }
@@ -106,8 +153,9 @@ impl ConvOp {
         }
     }
 
-    fn with(self, kind: Kind) -> Self {
-        Self { kind, ..self }
+    /// Another of the three products of this geometry.
+    fn with(&self, kind: Kind) -> Self {
+        Self::new(kind, self.geometry)
     }
 
     /// Checks the operands' shapes against the geometry; returns `(batch, M)`
@@ -154,11 +202,22 @@ impl ConvOp {
     fn run<T: WithDType>(&self, batch: usize, m: usize, lhs: &[T], rhs: &[T]) -> Vec<T> {
         let g = &self.geometry;
         if winograd::applies(g, m) {
-            return match self.kind {
-                Kind::Forward => winograd::forward(g, batch, m, lhs, rhs),
-                Kind::Adjoint => winograd::adjoint(g, batch, m, lhs, rhs),
-                Kind::Kernel => winograd::kernel_grad(g, batch, m, lhs, rhs),
+            let layer = winograd::Layer::new(g, batch, m);
+            let (result, transform) = match self.kind {
+                Kind::Forward => {
+                    let v = layer.input(lhs);
+                    (layer.forward(rhs, &v), v)
+                }
+                Kind::Adjoint => {
+                    let dm = layer.output_gradient(lhs);
+                    (layer.adjoint(rhs, &dm), dm)
+                }
+                Kind::Kernel => return layer.kernel_grad(&layer.input(lhs), &layer.output_gradient(rhs)),
             };
+            if let Some(kept) = &self.kept {
+                kept.put(transform);
+            }
+            return result;
         }
         match self.kind {
             Kind::Forward => forward(g, batch, m, lhs, rhs),
@@ -187,6 +246,9 @@ impl CustomOp2 for ConvOp {
         grad: &Tensor,
     ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
         use Kind::*;
+        if let Some(gradients) = self.fused_backward(arg1, arg2, grad)? {
+            return Ok(gradients);
+        }
         // See the module docs for the three rules.
         let (d1, d2) = match self.kind {
             Forward => (
@@ -206,6 +268,153 @@ impl CustomOp2 for ConvOp {
     }
 }
 
+impl ConvOp {
+    /// Both gradients of a Winograd convolution or transposed convolution
+    /// whose kernel tracks gradients, from three transforms instead of five:
+    ///
+    /// ```text
+    /// y = F(x, W):  ∂x = A(∂y, W)   ∂W = K(x, ∂y)    share A ∂y Aᵀ; V of x kept
+    /// z = A(u, W):  ∂u = F(∂z, W)   ∂W = K(∂z, u)    share Bᵀ ∂z B; A u Aᵀ kept
+    /// ```
+    ///
+    /// (the kept transform recomputed if the forward pass left none). Each
+    /// result is applied as the product it is ([`Computed`]), so gradients
+    /// of gradients flow through it as through [`ConvOp::bwd`]'s. `None`
+    /// where this does not apply.
+    fn fused_backward(
+        &self,
+        arg1: &Tensor,
+        arg2: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<Option<(Option<Tensor>, Option<Tensor>)>> {
+        let m = arg2.dim(0)?;
+        if self.kind == Kind::Kernel
+            || !arg2.track_op()
+            || !winograd::applies(&self.geometry, m)
+            || !fast_path(&[arg1, arg2, grad])
+        {
+            return Ok(None);
+        }
+        let batch = arg1.dim(0)?;
+        let want_first = arg1.track_op();
+        let (arg1, arg2, grad) = (arg1.contiguous()?, arg2.contiguous()?, grad.contiguous()?);
+        let kept = self.kept.as_ref().and_then(|kept| kept.take());
+        let (first, kernel) = {
+            let (s1, l1) = arg1.storage_and_layout();
+            let (s2, l2) = arg2.storage_and_layout();
+            let (s3, l3) = grad.storage_and_layout();
+            let (Storage::Cpu(s1), Storage::Cpu(s2), Storage::Cpu(s3)) = (&*s1, &*s2, &*s3) else {
+                bail!("{}: operands left the CPU", self.name_str())
+            };
+            let operands = [(s1, l1), (s2, l2), (s3, l3)];
+            match s1 {
+                CpuStorage::F32(_) => self.fused_gradients::<f32>(batch, m, operands, kept.as_ref(), want_first)?,
+                CpuStorage::F64(_) => self.fused_gradients::<f64>(batch, m, operands, kept.as_ref(), want_first)?,
+                _ => bail!("{}: only f32 and f64 are supported", self.name_str()),
+            }
+        };
+        let computed = |kind: Kind, value: CpuStorage, lhs: &Tensor, rhs: &Tensor| {
+            let op = Computed {
+                conv: self.with(kind),
+                value: Slot(Mutex::new(Some(value))),
+            };
+            lhs.apply_op2(rhs, op)
+        };
+        let (d1, d2) = match self.kind {
+            Kind::Forward => (
+                first.map(|d| computed(Kind::Adjoint, d, &grad, &arg2)).transpose()?,
+                computed(Kind::Kernel, kernel, &arg1, &grad)?,
+            ),
+            _ => (
+                first.map(|d| computed(Kind::Forward, d, &grad, &arg2)).transpose()?,
+                computed(Kind::Kernel, kernel, &grad, &arg1)?,
+            ),
+        };
+        Ok(Some((d1, Some(d2))))
+    }
+
+    /// [`ConvOp::fused_backward`]'s arithmetic on the contiguous operands
+    /// `(arg1, arg2, grad)`: the first argument's gradient when `want_first`,
+    /// and the kernel's.
+    fn fused_gradients<T: WithDType>(
+        &self,
+        batch: usize,
+        m: usize,
+        [(s1, l1), (s2, l2), (s3, l3)]: [(&CpuStorage, &Layout); 3],
+        kept: Option<&CpuStorage>,
+        want_first: bool,
+    ) -> candle::Result<(Option<CpuStorage>, CpuStorage)> {
+        let name = self.name_str();
+        let (arg1, kernel, grad) = (
+            contiguous_slice::<T>(s1, l1, name)?,
+            contiguous_slice::<T>(s2, l2, name)?,
+            contiguous_slice::<T>(s3, l3, name)?,
+        );
+        let layer = winograd::Layer::new(&self.geometry, batch, m);
+        let kept = kept.map(|s| T::cpu_storage_as_slice(s)).transpose()?;
+        let (d1, dw) = if self.kind == Kind::Forward {
+            let fresh;
+            let v = match kept {
+                Some(v) => v,
+                None => {
+                    fresh = layer.input(arg1);
+                    &fresh
+                }
+            };
+            let dm = layer.output_gradient(grad);
+            (
+                want_first.then(|| layer.adjoint(kernel, &dm)),
+                layer.kernel_grad(v, &dm),
+            )
+        } else {
+            let fresh;
+            let dm = match kept {
+                Some(dm) => dm,
+                None => {
+                    fresh = layer.output_gradient(arg1);
+                    &fresh
+                }
+            };
+            let v = layer.input(grad);
+            (want_first.then(|| layer.forward(kernel, &v)), layer.kernel_grad(&v, dm))
+        };
+        Ok((d1.map(T::to_cpu_storage_owned), T::to_cpu_storage_owned(dw)))
+    }
+}
+
+/// One of the three products whose value [`ConvOp::fused_backward`] has
+/// already computed: applying it hands that value to Candle as the op's
+/// result, and its backward pass is the product's own.
+#[derive(Debug)]
+struct Computed {
+    conv: ConvOp,
+    value: Slot,
+}
+
+impl CustomOp2 for Computed {
+    fn name(&self) -> &'static str {
+        self.conv.name_str()
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> CpuForward {
+        let (_, _, shape) = self.conv.check(l1, l2)?;
+        match self.value.take() {
+            Some(value) if BackendStorage::dtype(&value) == BackendStorage::dtype(s1) => Ok((value, shape)),
+            _ => self.conv.cpu_fwd(s1, l1, s2, l2),
+        }
+    }
+
+    fn bwd(
+        &self,
+        arg1: &Tensor,
+        arg2: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle::Result<(Option<Tensor>, Option<Tensor>)> {
+        self.conv.bwd(arg1, arg2, res, grad)
+    }
+}
+
 /// A convolution (or transposed convolution) and its bias as one op,
 /// `y = conv(x, W) + b`, the bias added in place to the product's output.
 ///
@@ -215,7 +424,7 @@ impl CustomOp2 for ConvOp {
 /// pass no second full-size output. Backward: the product's two rules
 /// ([`ConvOp`]) and `∂b = Σ ∂y` over all but the channel (and example)
 /// dimensions.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct BiasedConv {
     conv: ConvOp,
 }
@@ -741,11 +950,9 @@ fn conv2d_biased(
             None => Ok(ys),
         };
     }
-    ConvOp {
-        kind: Kind::Forward,
-        geometry,
-    }
-    .apply_biased(xs, kernel, bias)
+    ConvOp::new(Kind::Forward, geometry)
+        .keeping(kernel)
+        .apply_biased(xs, kernel, bias)
 }
 
 /// Candle's own `conv2d`, for the devices and dtypes the fast path does not
@@ -875,11 +1082,9 @@ fn conv_transpose2d_biased(
             None => Ok(ys),
         };
     }
-    ConvOp {
-        kind: Kind::Adjoint,
-        geometry,
-    }
-    .apply_biased(xs, kernel, bias)
+    ConvOp::new(Kind::Adjoint, geometry)
+        .keeping(kernel)
+        .apply_biased(xs, kernel, bias)
 }
 
 #[cfg(test)]
@@ -1362,13 +1567,10 @@ mod tests {
             padding: 1,
             dilation: 1,
         };
-        let op = ConvOp {
-            kind: Kind::Kernel,
-            geometry,
-        };
+        let op = ConvOp::new(Kind::Kernel, geometry);
         let xs = random(11, (2, 2, 5, 4), DType::F64);
         let us = random(12, (2, 3, 3, 2), DType::F64);
-        finite_difference_check(|x, u| op.apply(x, u), &xs, &us)
+        finite_difference_check(|x, u| op.clone().apply(x, u), &xs, &us)
     }
 
     /// Gradients of gradients (gradient penalties) go through the backward
@@ -1417,7 +1619,50 @@ mod tests {
         let grads = h(kernel.as_tensor())?.backward()?;
         check_central_differences(kernel.as_tensor(), grads.get(&kernel).unwrap(), |w| {
             h(w)?.to_scalar::<f64>()
-        })
+        })?;
+        // The same through the Winograd layers and their fused backward pass
+        // (`ConvOp::fused_backward`), a convolution and a transposed one.
+        for transposed in [false, true] {
+            let size = if transposed { 2 } else { 4 };
+            let xs = random(24, (1, 8, size, size), DType::F64);
+            let kernel = random(25, (8, 8, 4, 4), DType::F64);
+            let v = random(26, (1, 8, size, size), DType::F64);
+            let h = |w: &Tensor| -> candle::Result<Tensor> {
+                let ys = match transposed {
+                    false => conv2d(xs.as_tensor(), w, 1, 2, 1)?,
+                    true => conv_transpose2d(xs.as_tensor(), w, 1, 0, 2, 1)?,
+                };
+                let grads = (ys.sqr()?.sum_all()? * 0.5)?.backward()?;
+                (grads.get(&xs).unwrap() * v.as_tensor())?.sum_all()
+            };
+            let grads = h(kernel.as_tensor())?.backward()?;
+            check_central_differences(kernel.as_tensor(), grads.get(&kernel).unwrap(), |w| {
+                h(w)?.to_scalar::<f64>()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The Winograd forward pass leaves its transform for one backward pass
+    /// (`ConvOp::keeping`); a second backward pass of the same graph
+    /// recomputes it and gets the same gradients.
+    #[test]
+    fn a_second_backward_pass_gets_the_same_gradients() -> candle::Result<()> {
+        for transposed in [false, true] {
+            let xs = random(31, (2, 8, 6, 6), DType::F32);
+            let kernel = random(32, if transposed { (8, 16, 4, 4) } else { (16, 8, 4, 4) }, DType::F32);
+            let ys = match transposed {
+                false => conv2d(xs.as_tensor(), kernel.as_tensor(), 1, 2, 1)?,
+                true => conv_transpose2d(xs.as_tensor(), kernel.as_tensor(), 1, 0, 2, 1)?,
+            };
+            let loss = ys.sqr()?.sum_all()?;
+            let (first, second) = (loss.backward()?, loss.backward()?);
+            for var in [&xs, &kernel] {
+                let (a, b) = (first.get(var).unwrap(), second.get(var).unwrap());
+                assert_eq!(flat(a), flat(b), "transposed: {transposed}");
+            }
+        }
+        Ok(())
     }
 
     #[test]

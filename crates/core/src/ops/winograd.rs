@@ -25,6 +25,9 @@
 //! convolution) runs the same steps transposed,
 //! `∂d = B [Σ_o U ⊙ (A ∂y Aᵀ)] Bᵀ`, and the kernel gradient is
 //! `∂g = Gᵀ [Σ_tiles (A ∂y Aᵀ) ⊙ (Bᵀ d B)] G` — both again 64 matrix products.
+//! The kernel gradient's two transforms are the other products' own: a
+//! layer's backward pass computes each once ([`Layer`]; `conv.rs` keeps the
+//! forward pass's).
 //!
 //! In `f32` the transforms cost about 1e-5 of relative accuracy (tested
 //! against a direct `f64` sum); the points ±½ keep the transform's entries
@@ -477,132 +480,157 @@ fn kernel_products<T: WithDType>(taps: &[T], k: &Coefficients<T>, z: &Sizes, lhs
     dst
 }
 
-/// `y = conv(x, W)` for `xs` `[B, C, H, W]` and `kernel` `[M, C, 4, 4]`:
-/// `[B, M, H/2, W/2]`.
-pub(crate) fn forward<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], kernel: &[T]) -> Vec<T> {
-    let z = Sizes::new(g, batch, m);
-    let k = Transforms::new().cast::<T>();
-    let tiles = z.tiles();
-    let taps = kernel_taps(kernel, &z);
-    let v = input_transform(xs, &z, &k);
-    // M_p [tiles, M] = V_p [tiles, 4C] · U_pᵀ, for each position p.
-    let product = kernel_products(&taps, &k, &z, &v, true);
-    // y tile = Aᵀ M A, cropped to the image; output channels are the lanes.
-    let (grid, per_image) = (z.out_h * z.out_w, z.tiles_h * z.tiles_w);
-    let mut ys = vec![T::zero(); batch * m * grid];
-    for_each_chunk(&mut ys, m * grid, z.parallel(), |image, out| {
-        for (t, (ti, tj)) in image_tiles(&z).enumerate() {
-            let p = image * per_image + t;
-            for first in (0..m).step_by(LANES) {
-                let count = LANES.min(m - first);
-                let y = sandwich(&k.at, &lane_block(&product, (tiles, m), p, first), &k.at);
-                for l in 0..count {
-                    let plane = &mut out[(first + l) * grid..][..grid];
-                    for (i, row) in y.iter().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
-                        let line = &mut plane[(OUT * ti + i) * z.out_w + OUT * tj..];
-                        for (value, v) in line.iter_mut().zip(row).take(OUT.min(z.out_w - OUT * tj)) {
-                            *value = v[l];
-                        }
-                    }
-                }
-            }
-        }
-    });
-    ys
+/// One layer's sizes and transform matrices: the transforms of its
+/// operands ([`Layer::input`], [`Layer::output_gradient`]) and the three
+/// products from them. A backward pass that needs both gradients computes
+/// each transform once (and the convolution's `V` or the transposed
+/// convolution's `A u Aᵀ` comes from the forward pass), instead of once per
+/// product.
+pub(crate) struct Layer<T> {
+    z: Sizes,
+    k: Coefficients<T>,
 }
 
-/// The adjoint `z = convᵀ(u, W)` for `us` `[B, M, H/2, W/2]` and `kernel`
-/// `[M, C, 4, 4]`: `[B, C, H, W]` (a transposed convolution; a
-/// convolution's input gradient).
-pub(crate) fn adjoint<T: WithDType>(g: &Geometry, batch: usize, m: usize, us: &[T], kernel: &[T]) -> Vec<T> {
-    let z = Sizes::new(g, batch, m);
-    let k = Transforms::new().cast::<T>();
-    let (cs, tiles) = (z.channels_s2d(), z.tiles());
-    let taps = kernel_taps(kernel, &z);
-    let dm = output_gradient_transform(us, &z, &k);
-    // ∂V_p [tiles, 4C] = ∂M_p [tiles, M] · U_p, for each position p.
-    let dv = kernel_products(&taps, &k, &z, &dm, false);
-    // d tile = B ∂V Bᵀ, added into the padded image (tiles overlap by one);
-    // space-to-depth channels are the lanes.
-    let (plane, per_image) = (z.height * z.width, z.tiles_h * z.tiles_w);
-    let mut zs = vec![T::zero(); batch * z.c * plane];
-    for_each_chunk(&mut zs, z.c * plane, z.parallel(), |image, out| {
-        for (t, (ti, tj)) in image_tiles(&z).enumerate() {
-            let p = image * per_image + t;
-            for first in (0..cs).step_by(LANES) {
-                let count = LANES.min(cs - first);
-                let d = sandwich(&k.b, &lane_block(&dv, (tiles, cs), p, first), &k.b);
-                for ci in first / 4..(first + count) / 4 {
-                    let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
-                    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let l = ci * 4 + a * 2 + b - first;
-                        for (i, row) in d.iter().enumerate() {
-                            for (j, v) in row.iter().enumerate() {
-                                w[2 * i + a][2 * j + b] = v[l];
+impl<T: WithDType> Layer<T> {
+    /// A `[B, C, H, W]` ⋆ `[M, C, 4, 4]` → `[B, M, H/2, W/2]` layer of
+    /// geometry `g` ([`applies`]).
+    pub(crate) fn new(g: &Geometry, batch: usize, m: usize) -> Self {
+        Self {
+            z: Sizes::new(g, batch, m),
+            k: Transforms::new().cast::<T>(),
+        }
+    }
+
+    /// `V = Bᵀ d B` of every tile of `xs` `[B, C, H, W]`, `[tiles][64][4C]`.
+    pub(crate) fn input(&self, xs: &[T]) -> Vec<T> {
+        input_transform(xs, &self.z, &self.k)
+    }
+
+    /// `A u Aᵀ` of every tile of `us` `[B, M, H/2, W/2]`, `[tiles][64][M]`.
+    pub(crate) fn output_gradient(&self, us: &[T]) -> Vec<T> {
+        output_gradient_transform(us, &self.z, &self.k)
+    }
+
+    /// `y = conv(x, W)` from `v` = [`Layer::input`]`(x)` and `kernel`
+    /// `[M, C, 4, 4]`: `[B, M, H/2, W/2]`.
+    pub(crate) fn forward(&self, kernel: &[T], v: &[T]) -> Vec<T> {
+        let (z, k) = (&self.z, &self.k);
+        let (m, tiles) = (z.m, z.tiles());
+        let taps = kernel_taps(kernel, z);
+        // M_p [tiles, M] = V_p [tiles, 4C] · U_pᵀ, for each position p.
+        let product = kernel_products(&taps, k, z, v, true);
+        // y tile = Aᵀ M A, cropped to the image; output channels are the lanes.
+        let (grid, per_image) = (z.out_h * z.out_w, z.tiles_h * z.tiles_w);
+        let mut ys = vec![T::zero(); z.batch * m * grid];
+        for_each_chunk(&mut ys, m * grid, z.parallel(), |image, out| {
+            for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                let p = image * per_image + t;
+                for first in (0..m).step_by(LANES) {
+                    let count = LANES.min(m - first);
+                    let y = sandwich(&k.at, &lane_block(&product, (tiles, m), p, first), &k.at);
+                    for l in 0..count {
+                        let plane = &mut out[(first + l) * grid..][..grid];
+                        for (i, row) in y.iter().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
+                            let line = &mut plane[(OUT * ti + i) * z.out_w + OUT * tj..];
+                            for (value, v) in line.iter_mut().zip(row).take(OUT.min(z.out_w - OUT * tj)) {
+                                *value = v[l];
                             }
                         }
                     }
-                    add_window(&mut out[ci * plane..][..plane], &w, &z, ti, tj);
+                }
+            }
+        });
+        ys
+    }
+
+    /// The adjoint `convᵀ(u, W)` from `dm` = [`Layer::output_gradient`]`(u)`
+    /// and `kernel` `[M, C, 4, 4]`: `[B, C, H, W]` (a transposed
+    /// convolution; a convolution's input gradient).
+    pub(crate) fn adjoint(&self, kernel: &[T], dm: &[T]) -> Vec<T> {
+        let (z, k) = (&self.z, &self.k);
+        let (cs, tiles) = (z.channels_s2d(), z.tiles());
+        let taps = kernel_taps(kernel, z);
+        // ∂V_p [tiles, 4C] = ∂M_p [tiles, M] · U_p, for each position p.
+        let dv = kernel_products(&taps, k, z, dm, false);
+        // d tile = B ∂V Bᵀ, added into the padded image (tiles overlap by one);
+        // space-to-depth channels are the lanes.
+        let (plane, per_image) = (z.height * z.width, z.tiles_h * z.tiles_w);
+        let mut zs = vec![T::zero(); z.batch * z.c * plane];
+        for_each_chunk(&mut zs, z.c * plane, z.parallel(), |image, out| {
+            for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                let p = image * per_image + t;
+                for first in (0..cs).step_by(LANES) {
+                    let count = LANES.min(cs - first);
+                    let d = sandwich(&k.b, &lane_block(&dv, (tiles, cs), p, first), &k.b);
+                    for ci in first / 4..(first + count) / 4 {
+                        let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
+                        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let l = ci * 4 + a * 2 + b - first;
+                            for (i, row) in d.iter().enumerate() {
+                                for (j, v) in row.iter().enumerate() {
+                                    w[2 * i + a][2 * j + b] = v[l];
+                                }
+                            }
+                        }
+                        add_window(&mut out[ci * plane..][..plane], &w, z, ti, tj);
+                    }
+                }
+            }
+        });
+        zs
+    }
+
+    /// The kernel gradient `Σ_batch ∂y ⋆ x` from `v` = [`Layer::input`]`(x)`
+    /// and `dm` = [`Layer::output_gradient`]`(∂y)`: `[M, C, 4, 4]`.
+    pub(crate) fn kernel_grad(&self, v: &[T], dm: &[T]) -> Vec<T> {
+        let (z, k) = (&self.z, &self.k);
+        let (m, cs, tiles) = (z.m, z.channels_s2d(), z.tiles());
+        // ∂U_p [M, 4C] = ∂M_pᵀ · V_p, and ∂w = Gᵀ ∂U G as four taps, summed
+        // over the positions of each part.
+        let n = m * cs;
+        let mut parts = vec![T::zero(); KERNEL_PARTS * 4 * n];
+        for_each_position(&mut parts, 4 * n, z.parallel(), n, |part, taps, du| {
+            let per_part = POS / KERNEL_PARTS;
+            for pos in part * per_part..(part + 1) * per_part {
+                matmul(
+                    (m, cs, tiles),
+                    du,
+                    cs,
+                    false,
+                    slab(dm, pos, m).t(),
+                    slab(v, pos, cs),
+                    Parallelism::None,
+                );
+                for (tap, weight) in tap_weights(k, pos).into_iter().enumerate() {
+                    for (acc, &value) in taps[tap * n..][..n].iter_mut().zip(du.iter()) {
+                        *acc += weight * value;
+                    }
+                }
+            }
+        });
+        let (first, rest) = parts.split_at_mut(4 * n);
+        for part in rest.chunks_exact(4 * n) {
+            for (acc, &value) in first.iter_mut().zip(part) {
+                *acc += value;
+            }
+        }
+        // Back to 4×4 kernels: W[o, c, 2u + a, 2v + b] = w[o, (c, a, b), u, v].
+        let mut dw = vec![T::zero(); m * z.c * 16];
+        for o in 0..m {
+            for channel in 0..cs {
+                let (ci, a, b) = (channel / 4, (channel / 2) % 2, channel % 2);
+                for (tap, (u, vv)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
+                    dw[(o * z.c + ci) * 16 + (2 * u + a) * 4 + 2 * vv + b] = first[tap * n + o * cs + channel];
                 }
             }
         }
-    });
-    zs
+        dw
+    }
 }
 
 /// Position groups of the kernel gradient, summed in a fixed order so the
 /// result does not depend on the scheduling.
 const KERNEL_PARTS: usize = 4;
-
-/// The kernel gradient `Σ_batch ∂y ⋆ x` for `xs` `[B, C, H, W]` and `us`
-/// `[B, M, H/2, W/2]`: `[M, C, 4, 4]`.
-pub(crate) fn kernel_grad<T: WithDType>(g: &Geometry, batch: usize, m: usize, xs: &[T], us: &[T]) -> Vec<T> {
-    let z = Sizes::new(g, batch, m);
-    let k = Transforms::new().cast::<T>();
-    let (cs, tiles) = (z.channels_s2d(), z.tiles());
-    let v = input_transform(xs, &z, &k);
-    let dm = output_gradient_transform(us, &z, &k);
-    // ∂U_p [M, 4C] = ∂M_pᵀ · V_p, and ∂w = Gᵀ ∂U G as four taps, summed
-    // over the positions of each part.
-    let n = m * cs;
-    let mut parts = vec![T::zero(); KERNEL_PARTS * 4 * n];
-    for_each_position(&mut parts, 4 * n, z.parallel(), n, |part, taps, du| {
-        let per_part = POS / KERNEL_PARTS;
-        for pos in part * per_part..(part + 1) * per_part {
-            matmul(
-                (m, cs, tiles),
-                du,
-                cs,
-                false,
-                slab(&dm, pos, m).t(),
-                slab(&v, pos, cs),
-                Parallelism::None,
-            );
-            for (tap, weight) in tap_weights(&k, pos).into_iter().enumerate() {
-                for (acc, &value) in taps[tap * n..][..n].iter_mut().zip(du.iter()) {
-                    *acc += weight * value;
-                }
-            }
-        }
-    });
-    let (first, rest) = parts.split_at_mut(4 * n);
-    for part in rest.chunks_exact(4 * n) {
-        for (acc, &value) in first.iter_mut().zip(part) {
-            *acc += value;
-        }
-    }
-    // Back to 4×4 kernels: W[o, c, 2u + a, 2v + b] = w[o, (c, a, b), u, v].
-    let mut dw = vec![T::zero(); m * z.c * 16];
-    for o in 0..m {
-        for channel in 0..cs {
-            let (ci, a, b) = (channel / 4, (channel / 2) % 2, channel % 2);
-            for (tap, (u, vv)) in [(0, 0), (0, 1), (1, 0), (1, 1)].into_iter().enumerate() {
-                dw[(o * z.c + ci) * 16 + (2 * u + a) * 4 + 2 * vv + b] = first[tap * n + o * cs + channel];
-            }
-        }
-    }
-    dw
-}
 
 #[cfg(test)]
 mod tests {
@@ -690,10 +718,12 @@ mod tests {
         let cast = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from_f64(x)).collect() };
         let back = |v: Vec<T>| -> Vec<f64> { v.into_iter().map(|x| x.to_f64()).collect() };
         let [y, z, dw] = direct(&xs, &w, &u, (b, c, m, h, wd));
+        let layer = Layer::<T>::new(&g, b, m);
+        let (v, dm) = (layer.input(&cast(&xs)), layer.output_gradient(&cast(&u)));
         let ours = [
-            back(forward(&g, b, m, &cast(&xs), &cast(&w))),
-            back(adjoint(&g, b, m, &cast(&u), &cast(&w))),
-            back(kernel_grad(&g, b, m, &cast(&xs), &cast(&u))),
+            back(layer.forward(&cast(&w), &v)),
+            back(layer.adjoint(&cast(&w), &dm)),
+            back(layer.kernel_grad(&v, &dm)),
         ];
         for (what, (got, expected)) in ["forward", "adjoint", "kernel"].iter().zip(ours.iter().zip([y, z, dw])) {
             let err = max_rel_err(got, &expected);
