@@ -33,8 +33,8 @@
 //! against a direct `f64` sum); the points ±½ keep the transform's entries
 //! within 2⁶ (with 3 in place of −½ it is 4e-4).
 
-use super::for_each_chunk;
 use super::im2col::{Geometry, Mat, matmul};
+use super::{for_each_chunk, simd};
 use candle::WithDType;
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -213,24 +213,50 @@ const LANES: usize = 16;
 /// `LANES` tiles of 8×8, lane innermost.
 type Block<T> = [[[T; LANES]; TILE]; TILE];
 
-/// `out[r][s] = Σ_{i, j} left[r][i] · d[i][j] · right[s][j]` for every lane:
-/// each transform is one such sandwich of 8×8 matrices (zero-padded where
-/// a side is 7), zero coefficients skipped, each sum held in one register.
-#[inline(always)]
-fn sandwich<T: WithDType>(left: &[[T; TILE]; TILE], d: &Block<T>, right: &[[T; TILE]; TILE]) -> Block<T> {
-    let mut t = [[[T::zero(); LANES]; TILE]; TILE];
-    for (t_row, coefficients) in t.iter_mut().zip(left) {
-        for (j, slot) in t_row.iter_mut().enumerate() {
-            *slot = combine(coefficients, |i| &d[i][j]);
+/// A 16×16 window of a padded image plane, two tiles' rows and columns.
+type Window<T> = [[T; 2 * TILE]; 2 * TILE];
+
+/// A zeroed [`Block`].
+fn zero_block<T: WithDType>() -> Block<T> {
+    [[[T::zero(); LANES]; TILE]; TILE]
+}
+
+/// The blocks a transform works in, one set per task, written in place:
+/// returned by value, each 4 KiB block was a `memcpy` call in the
+/// AVX-512 build.
+struct Blocks<T> {
+    input: Block<T>,
+    half: Block<T>,
+    output: Block<T>,
+}
+
+impl<T: WithDType> Blocks<T> {
+    fn new() -> Self {
+        Self {
+            input: zero_block(),
+            half: zero_block(),
+            output: zero_block(),
         }
     }
-    let mut out = [[[T::zero(); LANES]; TILE]; TILE];
-    for (out_row, t_row) in out.iter_mut().zip(&t) {
-        for (slot, coefficients) in out_row.iter_mut().zip(right) {
-            *slot = combine(coefficients, |j| &t_row[j]);
+
+    /// `output[r][s] = Σ_{i, j} left[r][i] · input[i][j] · right[s][j]` for
+    /// every lane: each transform is one such sandwich of 8×8 matrices
+    /// (zero-padded where a side is 7), zero coefficients skipped, each sum
+    /// held in one register.
+    #[inline(always)]
+    fn sandwich(&mut self, left: &[[T; TILE]; TILE], right: &[[T; TILE]; TILE]) {
+        let (d, t) = (&self.input, &mut self.half);
+        for (t_row, coefficients) in t.iter_mut().zip(left) {
+            for (j, slot) in t_row.iter_mut().enumerate() {
+                *slot = combine(coefficients, |i| &d[i][j]);
+            }
+        }
+        for (out_row, t_row) in self.output.iter_mut().zip(t.iter()) {
+            for (slot, coefficients) in out_row.iter_mut().zip(right) {
+                *slot = combine(coefficients, |j| &t_row[j]);
+            }
         }
     }
-    out
 }
 
 /// `Σ_i c[i] · v(i)` over lanes, terms with `c[i] = 0` left out.
@@ -262,15 +288,14 @@ fn copy_lanes<T: WithDType>(dst: &mut [T], src: &[T], count: usize) {
 }
 
 /// The 64 values of tile `p` in lanes `first…` of `[64][tiles][cols]`
-/// data (lanes past `cols` zero).
+/// data into `block` (lanes past `cols` keep what they held: no result
+/// reads them).
 #[inline(always)]
-fn lane_block<T: WithDType>(data: &[T], (tiles, cols): (usize, usize), p: usize, first: usize) -> Block<T> {
+fn lane_block<T: WithDType>(data: &[T], (tiles, cols): (usize, usize), p: usize, first: usize, block: &mut Block<T>) {
     let count = LANES.min(cols - first);
-    let mut block = [[[T::zero(); LANES]; TILE]; TILE];
     for (pos, values) in block.iter_mut().flatten().enumerate() {
         copy_lanes(values, &data[(pos * tiles + p) * cols + first..], count);
     }
-    block
 }
 
 /// The kernels' 2×2 taps in space-to-depth form, `[4][M][4C]`: tap
@@ -327,10 +352,11 @@ fn inside(start: usize, side: usize) -> (usize, usize) {
 }
 
 /// The 16×16 window of the zero-padded image `x̄` (one plane of `z`'s
-/// images) that tile `(ti, tj)` reads: padded rows and columns `14t … 14t + 15`.
+/// images) that tile `(ti, tj)` reads into `w`: padded rows and columns
+/// `14t … 14t + 15`.
 #[inline(always)]
-fn window<T: WithDType>(x: &[T], z: &Sizes, ti: usize, tj: usize) -> [[T; 2 * TILE]; 2 * TILE] {
-    let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
+fn window<T: WithDType>(x: &[T], z: &Sizes, ti: usize, tj: usize, w: &mut Window<T>) {
+    *w = [[T::zero(); 2 * TILE]; 2 * TILE];
     let (y0, x0) = (2 * OUT * ti, 2 * OUT * tj);
     let (rows, cols) = (inside(y0, z.height), inside(x0, z.width));
     if cols.0 < cols.1 {
@@ -339,13 +365,12 @@ fn window<T: WithDType>(x: &[T], z: &Sizes, ti: usize, tj: usize) -> [[T; 2 * TI
             row[cols.0..cols.1].copy_from_slice(&line[x0 + cols.0 - 1..x0 + cols.1 - 1]);
         }
     }
-    w
 }
 
 /// Adds a 16×16 window of the padded image back into the image plane
 /// `x`: the adjoint of [`window`].
 #[inline(always)]
-fn add_window<T: WithDType>(x: &mut [T], w: &[[T; 2 * TILE]; 2 * TILE], z: &Sizes, ti: usize, tj: usize) {
+fn add_window<T: WithDType>(x: &mut [T], w: &Window<T>, z: &Sizes, ti: usize, tj: usize) {
     let (y0, x0) = (2 * OUT * ti, 2 * OUT * tj);
     let (rows, cols) = (inside(y0, z.height), inside(x0, z.width));
     if cols.0 < cols.1 {
@@ -367,30 +392,37 @@ fn input_transform<T: WithDType>(xs: &[T], z: &Sizes, k: &Coefficients<T>) -> Ve
     let (cs, plane) = (z.channels_s2d(), z.height * z.width);
     let per_image = z.tiles_h * z.tiles_w;
     let mut v = vec![T::zero(); z.tiles() * POS * cs];
-    for_each_chunk(&mut v, per_image * POS * cs, z.parallel(), |image, out| {
-        for (t, (ti, tj)) in image_tiles(z).enumerate() {
-            for first in (0..cs).step_by(LANES) {
-                let count = LANES.min(cs - first);
-                // d[r][s] = x̄[c, 2(7ti + r) + a, 2(7tj + s) + b], x̄ padded by one.
-                let mut d = [[[T::zero(); LANES]; TILE]; TILE];
-                for ci in first / 4..(first + count) / 4 {
-                    let w = window(&xs[(image * z.c + ci) * plane..][..plane], z, ti, tj);
-                    for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                        let l = ci * 4 + a * 2 + b - first;
-                        for (r, row) in d.iter_mut().enumerate() {
-                            for (s, value) in row.iter_mut().enumerate() {
-                                value[l] = w[2 * r + a][2 * s + b];
+    for_each_chunk(
+        &mut v,
+        per_image * POS * cs,
+        z.parallel(),
+        #[inline(always)]
+        |image, out| {
+            let (mut blocks, mut w) = (Blocks::new(), [[T::zero(); 2 * TILE]; 2 * TILE]);
+            for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                for first in (0..cs).step_by(LANES) {
+                    let count = LANES.min(cs - first);
+                    // d[r][s] = x̄[c, 2(7ti + r) + a, 2(7tj + s) + b], x̄ padded
+                    // by one (lanes past `count` keep stale values, unread).
+                    for ci in first / 4..(first + count) / 4 {
+                        window(&xs[(image * z.c + ci) * plane..][..plane], z, ti, tj, &mut w);
+                        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let l = ci * 4 + a * 2 + b - first;
+                            for (r, row) in blocks.input.iter_mut().enumerate() {
+                                for (s, value) in row.iter_mut().enumerate() {
+                                    value[l] = w[2 * r + a][2 * s + b];
+                                }
                             }
                         }
                     }
-                }
-                let transformed = sandwich(&k.bt, &d, &k.bt);
-                for (pos, values) in transformed.iter().flatten().enumerate() {
-                    copy_lanes(&mut out[(t * POS + pos) * cs + first..], values, count);
+                    blocks.sandwich(&k.bt, &k.bt);
+                    for (pos, values) in blocks.output.iter().flatten().enumerate() {
+                        copy_lanes(&mut out[(t * POS + pos) * cs + first..], values, count);
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     v
 }
 
@@ -400,32 +432,47 @@ fn output_gradient_transform<T: WithDType>(us: &[T], z: &Sizes, k: &Coefficients
     let (m, grid) = (z.m, z.out_h * z.out_w);
     let per_image = z.tiles_h * z.tiles_w;
     let mut dm = vec![T::zero(); z.tiles() * POS * m];
-    for_each_chunk(&mut dm, per_image * POS * m, z.parallel(), |image, out| {
-        for (t, (ti, tj)) in image_tiles(z).enumerate() {
-            for first in (0..m).step_by(LANES) {
-                let count = LANES.min(m - first);
-                let mut dy = [[[T::zero(); LANES]; TILE]; TILE];
-                for l in 0..count {
-                    let u = &us[(image * m + first + l) * grid..][..grid];
-                    for (i, row) in dy.iter_mut().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
-                        let line = &u[(OUT * ti + i) * z.out_w + OUT * tj..];
-                        for (value, &v) in row.iter_mut().zip(line).take(OUT.min(z.out_w - OUT * tj)) {
-                            value[l] = v;
+    for_each_chunk(
+        &mut dm,
+        per_image * POS * m,
+        z.parallel(),
+        #[inline(always)]
+        |image, out| {
+            let mut blocks = Blocks::new();
+            for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                let (rows, cols) = (OUT.min(z.out_h - OUT * ti), OUT.min(z.out_w - OUT * tj));
+                for first in (0..m).step_by(LANES) {
+                    let count = LANES.min(m - first);
+                    // Zero past the image's edge; the eighth row and column
+                    // meet zero coefficients of `A` and are never read.
+                    let dy = &mut blocks.input;
+                    if (rows, cols) != (OUT, OUT) {
+                        *dy = zero_block();
+                    }
+                    for l in 0..count {
+                        let u = &us[(image * m + first + l) * grid..][..grid];
+                        for (i, row) in dy.iter_mut().take(rows).enumerate() {
+                            let line = &u[(OUT * ti + i) * z.out_w + OUT * tj..];
+                            for (value, &v) in row.iter_mut().zip(line).take(cols) {
+                                value[l] = v;
+                            }
                         }
                     }
-                }
-                let transformed = sandwich(&k.a, &dy, &k.a);
-                for (pos, values) in transformed.iter().flatten().enumerate() {
-                    copy_lanes(&mut out[(t * POS + pos) * m + first..], values, count);
+                    blocks.sandwich(&k.a, &k.a);
+                    for (pos, values) in blocks.output.iter().flatten().enumerate() {
+                        copy_lanes(&mut out[(t * POS + pos) * m + first..], values, count);
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     dm
 }
 
 /// `f(position, output chunk, scratch)` for each `chunk`-sized piece of
-/// `dst`, in parallel when asked, with a scratch buffer per worker.
+/// `dst`, in parallel when asked, with a scratch buffer per worker,
+/// compiled for the CPU's widest vectors ([`simd::vectorized`]; give `f`
+/// `#[inline(always)]`).
 fn for_each_position<T: WithDType>(
     dst: &mut [T],
     chunk: usize,
@@ -436,12 +483,20 @@ fn for_each_position<T: WithDType>(
     if parallel {
         dst.par_chunks_mut(chunk).enumerate().for_each_init(
             || vec![T::zero(); scratch_len],
-            |scratch, (pos, out)| f(pos, out, scratch),
+            |scratch, (pos, out)| {
+                simd::vectorized(
+                    #[inline(always)]
+                    || f(pos, out, scratch),
+                )
+            },
         );
     } else {
         let mut scratch = vec![T::zero(); scratch_len];
         for (pos, out) in dst.chunks_mut(chunk).enumerate() {
-            f(pos, out, &mut scratch);
+            simd::vectorized(
+                #[inline(always)]
+                || f(pos, out, &mut scratch),
+            );
         }
     }
 }
@@ -463,20 +518,27 @@ fn kernel_products<T: WithDType>(taps: &[T], k: &Coefficients<T>, z: &Sizes, lhs
     let (m, cs, tiles) = (z.m, z.channels_s2d(), z.tiles());
     let (cols, inner) = if transposed { (m, cs) } else { (cs, m) };
     let mut dst = vec![T::zero(); POS * tiles * cols];
-    for_each_position(&mut dst, tiles * cols, z.parallel(), m * cs, |pos, out, u| {
-        kernel_at(taps, pos, k, u);
-        let u = Mat::rows(u, cs);
-        let rhs = if transposed { u.t() } else { u };
-        matmul(
-            (tiles, cols, inner),
-            out,
-            cols,
-            false,
-            slab(lhs, pos, inner),
-            rhs,
-            Parallelism::None,
-        );
-    });
+    for_each_position(
+        &mut dst,
+        tiles * cols,
+        z.parallel(),
+        m * cs,
+        #[inline(always)]
+        |pos, out, u| {
+            kernel_at(taps, pos, k, u);
+            let u = Mat::rows(u, cs);
+            let rhs = if transposed { u.t() } else { u };
+            matmul(
+                (tiles, cols, inner),
+                out,
+                cols,
+                false,
+                slab(lhs, pos, inner),
+                rhs,
+                Parallelism::None,
+            );
+        },
+    );
     dst
 }
 
@@ -522,24 +584,33 @@ impl<T: WithDType> Layer<T> {
         // y tile = Aᵀ M A, cropped to the image; output channels are the lanes.
         let (grid, per_image) = (z.out_h * z.out_w, z.tiles_h * z.tiles_w);
         let mut ys = vec![T::zero(); z.batch * m * grid];
-        for_each_chunk(&mut ys, m * grid, z.parallel(), |image, out| {
-            for (t, (ti, tj)) in image_tiles(z).enumerate() {
-                let p = image * per_image + t;
-                for first in (0..m).step_by(LANES) {
-                    let count = LANES.min(m - first);
-                    let y = sandwich(&k.at, &lane_block(&product, (tiles, m), p, first), &k.at);
-                    for l in 0..count {
-                        let plane = &mut out[(first + l) * grid..][..grid];
-                        for (i, row) in y.iter().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
-                            let line = &mut plane[(OUT * ti + i) * z.out_w + OUT * tj..];
-                            for (value, v) in line.iter_mut().zip(row).take(OUT.min(z.out_w - OUT * tj)) {
-                                *value = v[l];
+        for_each_chunk(
+            &mut ys,
+            m * grid,
+            z.parallel(),
+            #[inline(always)]
+            |image, out| {
+                let mut blocks = Blocks::new();
+                for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                    let p = image * per_image + t;
+                    for first in (0..m).step_by(LANES) {
+                        let count = LANES.min(m - first);
+                        lane_block(&product, (tiles, m), p, first, &mut blocks.input);
+                        blocks.sandwich(&k.at, &k.at);
+                        let y = &blocks.output;
+                        for l in 0..count {
+                            let plane = &mut out[(first + l) * grid..][..grid];
+                            for (i, row) in y.iter().take(OUT.min(z.out_h - OUT * ti)).enumerate() {
+                                let line = &mut plane[(OUT * ti + i) * z.out_w + OUT * tj..];
+                                for (value, v) in line.iter_mut().zip(row).take(OUT.min(z.out_w - OUT * tj)) {
+                                    *value = v[l];
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
         ys
     }
 
@@ -556,27 +627,36 @@ impl<T: WithDType> Layer<T> {
         // space-to-depth channels are the lanes.
         let (plane, per_image) = (z.height * z.width, z.tiles_h * z.tiles_w);
         let mut zs = vec![T::zero(); z.batch * z.c * plane];
-        for_each_chunk(&mut zs, z.c * plane, z.parallel(), |image, out| {
-            for (t, (ti, tj)) in image_tiles(z).enumerate() {
-                let p = image * per_image + t;
-                for first in (0..cs).step_by(LANES) {
-                    let count = LANES.min(cs - first);
-                    let d = sandwich(&k.b, &lane_block(&dv, (tiles, cs), p, first), &k.b);
-                    for ci in first / 4..(first + count) / 4 {
-                        let mut w = [[T::zero(); 2 * TILE]; 2 * TILE];
-                        for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                            let l = ci * 4 + a * 2 + b - first;
-                            for (i, row) in d.iter().enumerate() {
-                                for (j, v) in row.iter().enumerate() {
-                                    w[2 * i + a][2 * j + b] = v[l];
+        for_each_chunk(
+            &mut zs,
+            z.c * plane,
+            z.parallel(),
+            #[inline(always)]
+            |image, out| {
+                let (mut blocks, mut w) = (Blocks::new(), [[T::zero(); 2 * TILE]; 2 * TILE]);
+                for (t, (ti, tj)) in image_tiles(z).enumerate() {
+                    let p = image * per_image + t;
+                    for first in (0..cs).step_by(LANES) {
+                        let count = LANES.min(cs - first);
+                        lane_block(&dv, (tiles, cs), p, first, &mut blocks.input);
+                        blocks.sandwich(&k.b, &k.b);
+                        let d = &blocks.output;
+                        // Every entry of `w` is written: 8×8 values in four phases.
+                        for ci in first / 4..(first + count) / 4 {
+                            for (a, b) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                                let l = ci * 4 + a * 2 + b - first;
+                                for (i, row) in d.iter().enumerate() {
+                                    for (j, v) in row.iter().enumerate() {
+                                        w[2 * i + a][2 * j + b] = v[l];
+                                    }
                                 }
                             }
+                            add_window(&mut out[ci * plane..][..plane], &w, z, ti, tj);
                         }
-                        add_window(&mut out[ci * plane..][..plane], &w, z, ti, tj);
                     }
                 }
-            }
-        });
+            },
+        );
         zs
     }
 
@@ -589,25 +669,32 @@ impl<T: WithDType> Layer<T> {
         // over the positions of each part.
         let n = m * cs;
         let mut parts = vec![T::zero(); KERNEL_PARTS * 4 * n];
-        for_each_position(&mut parts, 4 * n, z.parallel(), n, |part, taps, du| {
-            let per_part = POS / KERNEL_PARTS;
-            for pos in part * per_part..(part + 1) * per_part {
-                matmul(
-                    (m, cs, tiles),
-                    du,
-                    cs,
-                    false,
-                    slab(dm, pos, m).t(),
-                    slab(v, pos, cs),
-                    Parallelism::None,
-                );
-                for (tap, weight) in tap_weights(k, pos).into_iter().enumerate() {
-                    for (acc, &value) in taps[tap * n..][..n].iter_mut().zip(du.iter()) {
-                        *acc += weight * value;
+        for_each_position(
+            &mut parts,
+            4 * n,
+            z.parallel(),
+            n,
+            #[inline(always)]
+            |part, taps, du| {
+                let per_part = POS / KERNEL_PARTS;
+                for pos in part * per_part..(part + 1) * per_part {
+                    matmul(
+                        (m, cs, tiles),
+                        du,
+                        cs,
+                        false,
+                        slab(dm, pos, m).t(),
+                        slab(v, pos, cs),
+                        Parallelism::None,
+                    );
+                    for (tap, weight) in tap_weights(k, pos).into_iter().enumerate() {
+                        for (acc, &value) in taps[tap * n..][..n].iter_mut().zip(du.iter()) {
+                            *acc += weight * value;
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         let (first, rest) = parts.split_at_mut(4 * n);
         for part in rest.chunks_exact(4 * n) {
             for (acc, &value) in first.iter_mut().zip(part) {
