@@ -54,6 +54,7 @@ use candle::backend::BackendStorage;
 use candle::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Storage, Tensor, WithDType, bail};
 use gemm::Parallelism;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// About how many elements the column matrix of one gemm call holds (1 MiB
@@ -352,31 +353,22 @@ impl ConvOp {
         );
         let layer = winograd::Layer::new(&self.geometry, batch, m);
         let kept = kept.map(|s| T::cpu_storage_as_slice(s)).transpose()?;
+        let kept = |transform: fn(&winograd::Layer<T>, &[T]) -> Vec<T>, operand: &[T]| match kept {
+            Some(values) => Cow::Borrowed(values),
+            None => Cow::Owned(transform(&layer, operand)),
+        };
         let (d1, dw) = if self.kind == Kind::Forward {
-            let fresh;
-            let v = match kept {
-                Some(v) => v,
-                None => {
-                    fresh = layer.input(arg1);
-                    &fresh
-                }
-            };
-            let dm = layer.output_gradient(grad);
+            let (v, dm) = (kept(winograd::Layer::input, arg1), layer.output_gradient(grad));
             (
                 want_first.then(|| layer.adjoint(kernel, &dm)),
-                layer.kernel_grad(v, &dm),
+                layer.kernel_grad(&v, &dm),
             )
         } else {
-            let fresh;
-            let dm = match kept {
-                Some(dm) => dm,
-                None => {
-                    fresh = layer.output_gradient(arg1);
-                    &fresh
-                }
-            };
-            let v = layer.input(grad);
-            (want_first.then(|| layer.forward(kernel, &v)), layer.kernel_grad(&v, dm))
+            let (dm, v) = (kept(winograd::Layer::output_gradient, arg1), layer.input(grad));
+            (
+                want_first.then(|| layer.forward(kernel, &v)),
+                layer.kernel_grad(&v, &dm),
+            )
         };
         Ok((d1.map(T::to_cpu_storage_owned), T::to_cpu_storage_owned(dw)))
     }
