@@ -60,6 +60,7 @@ fn a_run_logs_its_probes_draws_its_views_and_evaluates() {
         "kind = \"affine\"",
         "cosine = true",
         "temperature = 0.5",
+        "solver = \"lbfgs\"",
     ] {
         assert!(config.contains(line), "`{line}` not in {config}");
     }
@@ -96,6 +97,18 @@ fn a_run_logs_its_probes_draws_its_views_and_evaluates() {
     let knn_only = deepgen(&["eval", "simclr", "--checkpoint", utf8(&run), "--probe", "knn"]);
     assert!(knn_only.status.success(), "{}", text(&knn_only.stderr));
     assert!(!text(&knn_only.stdout).contains("linear_probe"));
+    let anchors_probe = deepgen(&[
+        "eval",
+        "simclr",
+        "--checkpoint",
+        utf8(&run),
+        "--probe",
+        "linear",
+        "--probe-solver",
+        "adam",
+    ]);
+    assert!(anchors_probe.status.success(), "{}", text(&anchors_probe.stderr));
+    assert!(text(&anchors_probe.stdout).contains("linear_probe_accuracy"));
 }
 
 #[test]
@@ -106,6 +119,10 @@ fn bad_input_is_a_clear_error() {
     assert_flag_rejected(&train(dir.path(), &run, &["--tau", "0"]), "--tau");
     assert_flag_rejected(&train(dir.path(), &run, &["--tau", "-0.5"]), "--tau");
     assert_fails_cleanly(&train(dir.path(), &run, &["--batch-size", "1"]), "at least 2");
+    assert_flag_rejected(
+        &train(dir.path(), &run, &["--probe-solver", "newton"]),
+        "one of lbfgs, adam",
+    );
     assert_fails_cleanly(
         &train(dir.path(), &run, &["--encoder", "INPUT-28x28x1 CONV-3-8 POOL-2"]),
         "is not a vector",

@@ -6,4 +6,5 @@
 deepgen_core::family_error!(
     "deepgen-contrastive",
     Cnn(deepgen_cnn::Error) => "An error from deepgen-cnn (the encoder's spec).",
+    Solver(crate::probe::SolverError) => "The linear probe's solver did not finish.",
 );

@@ -42,4 +42,4 @@ pub use error::{Error, Result};
 pub use knn::{KnnConfig, knn_accuracy, knn_predict};
 pub use loss::{cosine_similarity_matrix, nt_xent, nt_xent_from_similarity, nt_xent_with_bank};
 pub use model::SimClr;
-pub use probe::{Labelled, ProbeConfig, linear_probe};
+pub use probe::{Labelled, LinearProbe, ProbeConfig, ProbeSolver, linear_probe};

@@ -13,7 +13,7 @@ use crate::run::{
 };
 use anyhow::{Context, Result, bail};
 use deepgen_contrastive::{
-    KnnConfig, Labelled, ProbeConfig, SimClr, SimClrConfig, as_images, knn_accuracy, linear_probe,
+    KnnConfig, Labelled, ProbeConfig, ProbeSolver, SimClr, SimClrConfig, as_images, knn_accuracy, linear_probe,
 };
 use deepgen_core::candle::{DType, Device, Tensor};
 use deepgen_core::train::BatchSource;
@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Frozen-feature judges after every epoch [default: both].
     #[arg(long, value_enum)]
     pub probe: Option<Probe>,
+    /// How the linear probe is fitted: lbfgs (the logistic regression's optimum) or adam (the anchor's 20 epochs) [default: lbfgs].
+    #[arg(long, value_name = "SOLVER")]
+    pub probe_solver: Option<ProbeSolver>,
     /// Anneal the learning rate to 0 over the run with a half cosine (SimCLR's schedule; the anchor keeps it constant).
     #[arg(long)]
     pub cosine: bool,
@@ -124,6 +127,11 @@ pub fn train(args: &TrainArgs) -> Result<()> {
     set(&mut config.projection, args.projection.clone());
     set(&mut config.memory_bank_size, args.memory_bank);
     set(&mut training.probe, args.probe);
+    set(&mut training.linear.solver, args.probe_solver);
+    training
+        .linear
+        .validate()
+        .context("invalid [training.linear] probe settings")?;
     training.cosine |= args.cosine;
     config.validate().context("invalid simclr options")?;
     if config.image_shape()? != (1, 28, 28) {
@@ -247,6 +255,9 @@ pub struct EvalArgs {
     /// Frozen-feature judges.
     #[arg(long, value_enum, default_value_t = Probe::Both)]
     pub probe: Probe,
+    /// How the linear probe is fitted: lbfgs (the logistic regression's optimum) or adam (the anchor's 20 epochs) [default: the run's].
+    #[arg(long, value_name = "SOLVER")]
+    pub probe_solver: Option<ProbeSolver>,
     /// Also judge a randomly initialised encoder (seed 0) and the raw pixels.
     #[arg(long)]
     pub baselines: bool,
@@ -271,10 +282,15 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let data = file.run.data.unwrap_or(crate::args::DataArg::Mnist);
     let dir = data.dir(args.data_dir.as_deref().or(file.run.data_dir.as_deref()));
     let images = load_dataset(data.require_images()?, &dir)?;
-    let training = SimClrTraining {
+    let mut training = SimClrTraining {
         probe: args.probe,
         ..file.training
     };
+    set(&mut training.linear.solver, args.probe_solver);
+    training
+        .linear
+        .validate()
+        .context("invalid [training.linear] probe settings")?;
     let line = |what: &str, metrics: &Metrics| {
         let parts: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {:.2} %", 100.0 * v)).collect();
         say(&format!("{what:<28} {}", parts.join("  ")));
