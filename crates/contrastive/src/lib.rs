@@ -12,7 +12,8 @@
 //!   spec, projection head `g`, a [`deepgen_core::TrainableModel`] whose
 //!   batch is a pair of views;
 //! - [`probe`] and [`knn`]: the frozen representation `h = f(x)` judged by
-//!   a linear probe and by weighted k-NN.
+//!   a linear probe (multinomial logistic regression solved by L-BFGS,
+//!   [`LinearProbe`]) and by weighted k-NN.
 //!
 //! # The math
 //!
