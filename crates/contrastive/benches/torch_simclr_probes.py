@@ -12,6 +12,8 @@ import gzip, sys, time, os, math
 import numpy as np, torch
 from torch import nn
 import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_simclr_step import augment, encoder, ntxent  # the anchor's, copied once
 torch.set_num_threads(int(os.environ.get("THREADS", "2"))); torch.manual_seed(int(os.environ.get("SEED", "0")))
 d = sys.argv[1]; E = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 def idx(p):
@@ -21,28 +23,6 @@ xtr = torch.from_numpy(idx(f"{d}/train-images-idx3-ubyte.gz").astype(np.float32)
 ytr = torch.from_numpy(idx(f"{d}/train-labels-idx1-ubyte.gz").astype(np.int64))
 xte = torch.from_numpy(idx(f"{d}/t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).unsqueeze(1)
 yte = torch.from_numpy(idx(f"{d}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
-
-def augment(x):
-    n = x.shape[0]
-    ang = (torch.rand(n) - 0.5) * 2 * math.radians(20); sc = 0.8 + 0.4 * torch.rand(n)
-    tx, ty = (torch.rand(n) - 0.5) * 0.4, (torch.rand(n) - 0.5) * 0.4
-    th = torch.stack([torch.stack([sc * torch.cos(ang), -sc * torch.sin(ang), tx], 1),
-                      torch.stack([sc * torch.sin(ang), sc * torch.cos(ang), ty], 1)], 1)
-    g = F.affine_grid(th, x.shape, align_corners=False)
-    y = F.grid_sample(x, g, align_corners=False)
-    y = y + 0.1 * torch.randn_like(y)
-    # random erasing of an 8x8 patch with prob 0.5
-    m = torch.ones_like(y); cx = torch.randint(0, 20, (n,)); cy = torch.randint(0, 20, (n,)); on = torch.rand(n) < 0.5
-    for i in torch.nonzero(on).flatten().tolist(): m[i, :, cy[i]:cy[i]+8, cx[i]:cx[i]+8] = 0
-    return y * m
-
-def encoder():
-    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 49, 128), nn.ReLU())
-def ntxent(z1, z2, t=0.5):
-    z = F.normalize(torch.cat([z1, z2]), dim=1); n = z1.shape[0]
-    s = z @ z.T / t; s.fill_diagonal_(float("-inf"))
-    return F.cross_entropy(s, torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]))
 
 def feats(f, x):
     with torch.no_grad(): return torch.cat([f(x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])

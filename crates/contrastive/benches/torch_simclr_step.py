@@ -4,12 +4,13 @@ Functions copied from ../shared/anchors/torch_simclr_mnist.py and torch_micro.py
 
     ~/torchvenv/bin/python crates/contrastive/benches/torch_simclr_step.py   # right after `cargo bench -p deepgen-contrastive`
 
+augment, encoder and ntxent are imported by torch_simclr_probes.py; the timing runs only as a script.
+
 Needs only torch (install it in a venv outside the repo; CI never runs this)."""
 import math, os, statistics, sys, time, importlib.util
 import torch
 from torch import nn
 import torch.nn.functional as F
-torch.set_num_threads(2); torch.manual_seed(0)
 def bench(fn, reps=7, warm=2):
     for _ in range(warm): fn()
     ts = []
@@ -35,14 +36,16 @@ def ntxent(z1, z2, t=0.5):
     z = F.normalize(torch.cat([z1, z2]), dim=1); n = z1.shape[0]
     s = z @ z.T / t; s.fill_diagonal_(float("-inf"))
     return F.cross_entropy(s, torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]))
-z1 = torch.randn(512, 128, requires_grad=True); z2 = torch.randn(512, 128, requires_grad=True)
-def nt():
-    ntxent(z1, z2).backward()
-print(f"ntxent_fwd_bwd_n512_d128_s {bench(nt):.5f}")
-f = encoder(); g = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
-opt = torch.optim.Adam(list(f.parameters()) + list(g.parameters()), 1e-3)
-x = torch.rand(256, 1, 28, 28)
-print(f"simclr_views_b256_s {bench(lambda: (augment(x), augment(x))):.4f}")
-def step():
-    opt.zero_grad(); l = ntxent(g(f(augment(x))), g(f(augment(x)))); l.backward(); opt.step()
-print(f"simclr_step_b256_s {bench(step):.4f}")
+if __name__ == "__main__":
+    torch.set_num_threads(2); torch.manual_seed(0)
+    z1 = torch.randn(512, 128, requires_grad=True); z2 = torch.randn(512, 128, requires_grad=True)
+    def nt():
+        ntxent(z1, z2).backward()
+    print(f"ntxent_fwd_bwd_n512_d128_s {bench(nt):.5f}")
+    f = encoder(); g = nn.Sequential(nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 64))
+    opt = torch.optim.Adam(list(f.parameters()) + list(g.parameters()), 1e-3)
+    x = torch.rand(256, 1, 28, 28)
+    print(f"simclr_views_b256_s {bench(lambda: (augment(x), augment(x))):.4f}")
+    def step():
+        opt.zero_grad(); l = ntxent(g(f(augment(x))), g(f(augment(x)))); l.backward(); opt.step()
+    print(f"simclr_step_b256_s {bench(step):.4f}")
