@@ -44,11 +44,25 @@ fn bad_flags_are_rejected_with_their_reason() {
     assert_flag_rejected(&train_ring(&run, &["--pack", "0"]), "--pack");
     assert_flag_rejected(&train_ring(&run, &["--gp", "-1"]), "--gp");
     assert_flag_rejected(&train_ring(&run, &["--loss", "wgan"]), "hinge");
+    assert_flag_rejected(&train_ring(&run, &["--pack-input", "shared"]), "per-sample");
     assert_fails_cleanly(&train_ring(&run, &["--network", "dcgan"]), "--data ring is 2-D");
     assert_fails_cleanly(&train_ring(&run, &["--loss", "wasserstein"]), "--gp 10");
     // Penalties need the MLP discriminator; MNIST gets the DCGAN.
     let mnist = deepgen(&["train", "gan", "--r1", "1", "--out", utf8(&run), "--device", "cpu"]);
     assert_fails_cleanly(&mnist, "MLP discriminator");
+    let packed = deepgen(&[
+        "train",
+        "gan",
+        "--pack",
+        "2",
+        "--pack-input",
+        "per-sample",
+        "--out",
+        utf8(&run),
+        "--device",
+        "cpu",
+    ]);
+    assert_fails_cleanly(&packed, "stacks it as channels");
     // Other families model images only.
     let vae = deepgen(&["train", "vae", "--data", "ring", "--out", utf8(&run)]);
     assert_fails_cleanly(&vae, "--data ring is a 2-D point set");
@@ -92,12 +106,13 @@ fn epochs_beyond_counting_are_a_clean_error() {
 fn a_two_dimensional_run_trains_samples_and_evaluates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("ring");
-    let output = train_ring(&run, &["--pack", "2", "--cosine"]);
+    let output = train_ring(&run, &["--pack", "2", "--pack-input", "per-sample", "--cosine"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
     for line in [
         "network = \"mlp\"",
         "pack = 2",
+        "pack_input = \"per-sample\"",
         "cosine = true",
         "beta1 = 0.8",
         "data = \"ring\"",

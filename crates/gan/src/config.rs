@@ -42,6 +42,29 @@ deepgen_core::named_choices!(MlpInit, "init" {
     Pacgan => "pacgan",
 });
 
+/// How a packed MLP discriminator's first layer reads the `K` samples of a
+/// pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackInput {
+    /// PacGAN's: one layer over the concatenated `K·d` values, so that every
+    /// first-layer unit mixes the `K` samples before its nonlinearity.
+    #[default]
+    Joint,
+    /// The first layer's units applied to each sample alone, with the same
+    /// weights, `h_k = a(W x_k + b)`, and the next layer over the
+    /// concatenation `[h_1 … h_K]`: a joint first layer whose weight is the
+    /// block-diagonal `diag(W, …, W)`. Every sample is then seen at the
+    /// resolution of an unpacked discriminator, and the pack's joint
+    /// statistics from the second layer on.
+    PerSample,
+}
+
+deepgen_core::named_choices!(PackInput, "pack input" {
+    Joint => "joint",
+    PerSample => "per-sample",
+});
+
 /// A GAN's networks, loss and regularisers.
 ///
 /// `Default` is the DCGAN of `anchors/torch_dcgan_mnist.py`: 100-dim
@@ -81,6 +104,10 @@ pub struct GanConfig {
     pub loss: GanLoss,
     /// Samples per discriminator input (PacGAN's `m`; 1: no packing).
     pub pack: usize,
+    /// How the MLP discriminator's first layer reads a pack (PacGAN:
+    /// [`PackInput::Joint`]); the DCGAN pair stacks a pack's images as
+    /// channels and is always joint.
+    pub pack_input: PackInput,
     /// Weight `λ` of the WGAN-GP penalty (0: none; Gulrajani et al.: 10).
     pub gradient_penalty: f64,
     /// Weight `γ` of the R1 penalty `γ/2 E‖∇D(x)‖²` (0: none).
@@ -107,6 +134,7 @@ impl Default for GanConfig {
             init: MlpInit::Pytorch,
             loss: GanLoss::NonSaturating,
             pack: 1,
+            pack_input: PackInput::Joint,
             gradient_penalty: 0.0,
             r1: 0.0,
             ema_decay: 0.0,
@@ -185,6 +213,22 @@ impl GanConfig {
                 self.init,
                 "only the MLP pair has a choice of initialisation; the DCGAN pair starts as the anchor's (pytorch)",
             ));
+        }
+        if self.pack_input == PackInput::PerSample {
+            if self.network != Network::Mlp {
+                return Err(Error::invalid_display(
+                    "pack_input",
+                    self.pack_input,
+                    "only the MLP discriminator reads a pack per sample; the DCGAN's stacks it as channels (joint)",
+                ));
+            }
+            if self.discriminator_hidden.is_empty() {
+                return Err(Error::invalid_display(
+                    "pack_input",
+                    self.pack_input,
+                    "a per-sample first layer needs a hidden layer in the discriminator",
+                ));
+            }
         }
         let penalised = self.gradient_penalty > 0.0 || self.r1 > 0.0;
         if penalised && self.network != Network::Mlp {
@@ -275,6 +319,21 @@ mod tests {
                     ..Default::default()
                 },
                 "init",
+            ),
+            (
+                GanConfig {
+                    pack_input: PackInput::PerSample,
+                    ..Default::default()
+                },
+                "pack_input",
+            ),
+            (
+                GanConfig {
+                    pack_input: PackInput::PerSample,
+                    discriminator_hidden: vec![],
+                    ..GanConfig::points(2)
+                },
+                "pack_input",
             ),
             (
                 GanConfig {

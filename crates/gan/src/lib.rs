@@ -7,7 +7,8 @@
 //!   [`deepgen_core::TrainableModel`] with two optimizer groups.
 //! - [`loss`]: minimax, non-saturating, least-squares, hinge and
 //!   Wasserstein losses ([`GanLoss`]); [`penalty`]: WGAN-GP and R1 with
-//!   exact second derivatives; [`pack`]: PacGAN packing.
+//!   exact second derivatives; [`pack`]: PacGAN packing, read by the MLP
+//!   discriminator jointly (PacGAN's) or per sample ([`PackInput`]).
 //! - [`divergence`]: the classification view — the divergence each margin
 //!   loss's optimal discriminator measures.
 //!
@@ -45,7 +46,7 @@ pub mod pack;
 pub mod penalty;
 pub mod train;
 
-pub use config::{GanConfig, IMAGE_DIM, MlpInit, Network};
+pub use config::{GanConfig, IMAGE_DIM, MlpInit, Network, PackInput};
 pub use divergence::{
     MarginLoss, f_divergence_of, margin_risk, minimax_value, optimal_margins, optimal_minimax_discriminator,
     optimal_risk,

@@ -39,7 +39,7 @@ impl MlpGenerator {
         init: MlpInit,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let (layers, last) = stack(latent_dim, hidden, 1, init, &vb)?;
+        let (layers, last) = stack(latent_dim, hidden, 1, 1, init, &vb)?;
         let norms = if batch_norm {
             let norms = hidden
                 .iter()
@@ -75,11 +75,15 @@ impl ModuleT for MlpGenerator {
 }
 
 /// `x → D(x)`: hidden layers of maxout units (`pieces` linear pieces each;
-/// 1 piece: leaky ReLU), a linear scalar output.
+/// 1 piece: leaky ReLU), a linear scalar output. Built by
+/// [`MlpDiscriminator::per_sample`], the first layer reads each `d`-value
+/// sample of a pack alone and the second the concatenation of their units.
 #[derive(Debug, Clone)]
 pub struct MlpDiscriminator {
     hidden: Vec<Linear>,
     pieces: usize,
+    /// `Some(d)`: the first layer's rows are single `d`-value samples.
+    sample_dim: Option<usize>,
     output: Linear,
 }
 
@@ -94,12 +98,66 @@ impl MlpDiscriminator {
         if pieces == 0 {
             return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
         }
-        let (layers, last) = stack(in_dim, hidden, pieces, init, &vb)?;
+        let (layers, last) = stack(in_dim, hidden, 1, pieces, init, &vb)?;
         Ok(Self {
             hidden: layers,
             pieces,
+            sample_dim: None,
             output: layer(last, 1, init, vb.pp("output"))?,
         })
+    }
+
+    /// A discriminator of packs of `pack` samples of `sample_dim` values
+    /// whose first layer (`sample_dim → hidden[0]` units) reads every sample
+    /// alone with the same weights, its `pack · hidden[0]` outputs feeding
+    /// the rest ([`crate::PackInput::PerSample`]); the same variable names
+    /// as [`MlpDiscriminator::new`].
+    ///
+    /// # Errors
+    /// `pieces`, `pack` or `sample_dim` 0, no hidden layer; Candle errors.
+    pub fn per_sample(
+        sample_dim: usize,
+        pack: usize,
+        hidden: &[usize],
+        pieces: usize,
+        init: MlpInit,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if pieces == 0 {
+            return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
+        }
+        if hidden.is_empty() || pack == 0 || sample_dim == 0 {
+            return Err(Error::invalid_display(
+                "pack_input",
+                crate::PackInput::PerSample,
+                "a per-sample first layer needs a hidden layer, a pack and a sample size of at least 1",
+            ));
+        }
+        let (layers, last) = stack(sample_dim, hidden, pack, pieces, init, &vb)?;
+        Ok(Self {
+            hidden: layers,
+            pieces,
+            sample_dim: Some(sample_dim),
+            output: layer(last, 1, init, vb.pp("output"))?,
+        })
+    }
+
+    /// The first layer's rows: the packs `[n, K·d]`, or with a per-sample
+    /// first layer their samples `[n·K, d]`.
+    fn first_rows(&self, x: &Tensor) -> candle::Result<Tensor> {
+        match self.sample_dim {
+            Some(d) => x.reshape(((), d)),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// After the first layer: the units of a pack's samples side by side,
+    /// `[n·K, h] → [n, K·h]` (nothing to do for a joint first layer).
+    fn join_samples(&self, h: Tensor, n: usize) -> candle::Result<Tensor> {
+        match self.sample_dim {
+            Some(_) => h.reshape((n, ())),
+            None => Ok(h),
+        }
     }
 
     /// The same discriminator with parameters that take no gradient (the
@@ -108,6 +166,7 @@ impl MlpDiscriminator {
         Self {
             hidden: self.hidden.iter().map(Linear::detached).collect(),
             pieces: self.pieces,
+            sample_dim: self.sample_dim,
             output: self.output.detached(),
         }
     }
@@ -117,9 +176,10 @@ impl MlpDiscriminator {
     /// for leaky ReLU `1` or `0.2` `[n, h]`, for maxout a one-hot of the
     /// winning piece `[n, h, k]`.
     fn hidden_forward(&self, x: &Tensor) -> candle::Result<(Tensor, Vec<Tensor>)> {
-        let mut h = x.clone();
+        let n = x.dim(0)?;
+        let mut h = self.first_rows(x)?;
         let mut masks = Vec::with_capacity(self.hidden.len());
-        for layer in &self.hidden {
+        for (i, layer) in self.hidden.iter().enumerate() {
             let a = layer.forward(&h)?;
             if self.pieces == 1 {
                 let mask = a.ge(0.0)?.to_dtype(a.dtype())?.affine(1.0 - LEAKY_SLOPE, LEAKY_SLOPE)?;
@@ -132,6 +192,9 @@ impl MlpDiscriminator {
                 masks.push(a.broadcast_eq(&max.detach())?.to_dtype(a.dtype())?);
                 h = max.squeeze(2)?;
             }
+            if i == 0 {
+                h = self.join_samples(h, n)?;
+            }
         }
         Ok((h, masks))
     }
@@ -143,14 +206,18 @@ impl Module for MlpDiscriminator {
     /// the gradient once, rather than the masks of
     /// [`InputGradient::input_gradient`] composed from Candle's ops.
     fn forward(&self, x: &Tensor) -> candle::Result<Tensor> {
-        let mut h = x.clone();
-        for layer in &self.hidden {
+        let n = x.dim(0)?;
+        let mut h = self.first_rows(x)?;
+        for (i, layer) in self.hidden.iter().enumerate() {
             let a = layer.forward(&h)?;
             h = if self.pieces == 1 {
                 deepgen_core::ops::leaky_relu(&a, LEAKY_SLOPE)?
             } else {
                 deepgen_core::ops::maxout(&a, self.pieces)?
             };
+            if i == 0 {
+                h = self.join_samples(h, n)?;
+            }
         }
         self.output.forward(&h)?.squeeze(1)
     }
@@ -169,25 +236,33 @@ impl InputGradient for MlpDiscriminator {
         let n = x.dim(0)?;
         let w_out = self.output.weight();
         let mut delta = w_out.broadcast_as((n, w_out.dim(1)?))?;
-        for (layer, mask) in self.hidden.iter().zip(&masks).rev() {
+        for (i, (layer, mask)) in self.hidden.iter().zip(&masks).enumerate().rev() {
             let mask = mask.detach();
+            let rows = mask.dim(0)?;
+            if i == 0 {
+                // Per sample: the pack's `[n, K·h]` back onto its samples' rows.
+                delta = delta.reshape((rows, ()))?;
+            }
             let spread = if self.pieces == 1 {
                 (delta * mask)?
             } else {
                 let (_, h, k) = mask.dims3()?;
-                delta.unsqueeze(2)?.broadcast_mul(&mask)?.reshape((n, h * k))?
+                delta.unsqueeze(2)?.broadcast_mul(&mask)?.reshape((rows, h * k))?
             };
             delta = spread.matmul(layer.weight())?;
         }
-        Ok(delta)
+        Ok(delta.reshape((n, ()))?)
     }
 }
 
-/// Hidden layers `in_dim → widths[0]·pieces → …` named `hidden.i`; returns
-/// them and the width after the last (the input width if there is none).
+/// Hidden layers `in_dim → widths[0]·pieces → …` named `hidden.i`, the
+/// first one's output read `copies` at a time by the second (a per-sample
+/// first layer: `copies` = the pack); returns them and the width after the
+/// last (the input width if there is none).
 fn stack(
     in_dim: usize,
     widths: &[usize],
+    copies: usize,
     pieces: usize,
     init: MlpInit,
     vb: &VarBuilder,
@@ -196,7 +271,7 @@ fn stack(
     let mut width = in_dim;
     for (i, &w) in widths.iter().enumerate() {
         layers.push(layer(width, w * pieces, init, vb.pp(format!("hidden.{i}")))?);
-        width = w;
+        width = if i == 0 { copies * w } else { w };
     }
     Ok((layers, width))
 }
@@ -217,37 +292,64 @@ mod tests {
     use candle_nn::VarMap;
     use proptest::prelude::*;
 
-    fn discriminator(pieces: usize, seed: u64) -> (VarMap, MlpDiscriminator) {
+    /// A discriminator of 3-value inputs (hidden widths `[5, 4][..depth]`),
+    /// or with `per_sample` of packs of two 3-value samples (6 values) whose
+    /// first layer reads each sample alone.
+    fn discriminator(pieces: usize, seed: u64, depth: usize, per_sample: bool) -> (VarMap, MlpDiscriminator) {
         let varmap = VarMap::new();
         let vb = deepgen_core::seeded_var_builder(&varmap, seed, DType::F64, &Device::Cpu);
-        let d = MlpDiscriminator::new(3, &[5, 4], pieces, MlpInit::Pytorch, vb).unwrap();
+        let hidden = &[5, 4][..depth];
+        let d = if per_sample {
+            MlpDiscriminator::per_sample(3, 2, hidden, pieces, MlpInit::Pytorch, vb).unwrap()
+        } else {
+            MlpDiscriminator::new(3, hidden, pieces, MlpInit::Pytorch, vb).unwrap()
+        };
         (varmap, d)
+    }
+
+    /// The value of variable `name` as a flat `f64` vector.
+    fn values(varmap: &VarMap, name: &str) -> Vec<f64> {
+        let data = varmap.data().lock().unwrap();
+        data[name].as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    }
+
+    /// Sets variable `name` to `v`.
+    fn assign(varmap: &VarMap, name: &str, v: &[f64]) {
+        let data = varmap.data().lock().unwrap();
+        let var = &data[name];
+        var.set(&Tensor::from_slice(v, var.dims(), &Device::Cpu).unwrap())
+            .unwrap();
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// The written-out input gradient equals Candle's backward pass and
-        /// central finite differences of D, for leaky-ReLU and maxout units.
+        /// central finite differences of D, for leaky-ReLU and maxout units,
+        /// one or two hidden layers, joint and per-sample first layers.
         #[test]
         fn prop_input_gradient_matches_backprop_and_finite_differences(
             seed in 0u64..1000,
             pieces in 1usize..4,
-            x in prop::collection::vec(-2.0f64..2.0, 6),
+            depth in 1usize..3,
+            per_sample in any::<bool>(),
+            x in prop::collection::vec(-2.0f64..2.0, 12),
         ) {
-            let (_vars, d) = discriminator(pieces, seed);
+            let (_vars, d) = discriminator(pieces, seed, depth, per_sample);
+            let width = if per_sample { 6 } else { 3 };
+            let x = &x[..2 * width];
             let dev = Device::Cpu;
-            let xv = Var::from_tensor(&Tensor::from_slice(&x, (2, 3), &dev).unwrap()).unwrap();
+            let xv = Var::from_tensor(&Tensor::from_slice(x, (2, width), &dev).unwrap()).unwrap();
             let ours = d.input_gradient(xv.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
             let grads = d.forward(xv.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
             let candle = grads.get(&xv).unwrap().to_vec2::<f64>().unwrap();
             let h = 1e-6;
             for i in 0..2 {
-                for j in 0..3 {
+                for j in 0..width {
                     prop_assert!((ours[i][j] - candle[i][j]).abs() < 1e-10, "{ours:?} vs {candle:?}");
                     let at = |delta: f64| {
-                        let mut y = x.clone();
-                        y[3 * i + j] += delta;
-                        let t = Tensor::from_slice(&y, (2, 3), &dev).unwrap();
+                        let mut y = x.to_vec();
+                        y[width * i + j] += delta;
+                        let t = Tensor::from_slice(&y, (2, width), &dev).unwrap();
                         d.forward(&t).unwrap().to_vec1::<f64>().unwrap()[i]
                     };
                     let fd = (at(h) - at(-h)) / (2.0 * h);
@@ -258,6 +360,64 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// A per-sample first layer is the joint first layer whose weight is
+        /// block-diagonal, `diag(W, …, W)`, and whose bias repeats `b`: both
+        /// discriminators give the same `D` on random packs (f64, packs of
+        /// 1–4 samples of 1–3 values, leaky ReLU and maxout).
+        #[test]
+        fn prop_per_sample_input_is_a_block_diagonal_joint_layer(
+            seed in 0u64..1000,
+            pieces in 1usize..4,
+            pack in 1usize..5,
+            dim in 1usize..4,
+            depth in 1usize..3,
+            x in prop::collection::vec(-3.0f64..3.0, 3 * 4 * 3),
+        ) {
+            let hidden = &[5, 4][..depth];
+            let dev = Device::Cpu;
+            let per_vars = VarMap::new();
+            let vb = deepgen_core::seeded_var_builder(&per_vars, seed, DType::F64, &dev);
+            let per = MlpDiscriminator::per_sample(dim, pack, hidden, pieces, MlpInit::Pytorch, vb).unwrap();
+            let joint_vars = VarMap::new();
+            let vb = deepgen_core::seeded_var_builder(&joint_vars, seed + 1, DType::F64, &dev);
+            // Its first layer has the per-sample layer's units once per sample.
+            let mut widths = hidden.to_vec();
+            widths[0] *= pack;
+            let joint = MlpDiscriminator::new(pack * dim, &widths, pieces, MlpInit::Pytorch, vb).unwrap();
+            // The joint first layer: W on the diagonal, `units` rows per sample.
+            let (w, b) = (values(&per_vars, "hidden.0.weight"), values(&per_vars, "hidden.0.bias"));
+            let units = hidden[0] * pieces;
+            let mut block = vec![0.0; pack * units * pack * dim];
+            for k in 0..pack {
+                for r in 0..units {
+                    for c in 0..dim {
+                        block[(k * units + r) * pack * dim + k * dim + c] = w[r * dim + c];
+                    }
+                }
+            }
+            assign(&joint_vars, "hidden.0.weight", &block);
+            assign(&joint_vars, "hidden.0.bias", &b.repeat(pack));
+            let rest = (1..depth).map(|i| format!("hidden.{i}")).chain(["output".to_string()]);
+            for name in rest {
+                for part in ["weight", "bias"] {
+                    let name = format!("{name}.{part}");
+                    assign(&joint_vars, &name, &values(&per_vars, &name));
+                }
+            }
+            let packs = Tensor::from_slice(&x[..3 * pack * dim], (3, pack * dim), &dev).unwrap();
+            let ours = per.forward(&packs).unwrap().to_vec1::<f64>().unwrap();
+            let theirs = joint.forward(&packs).unwrap().to_vec1::<f64>().unwrap();
+            for (a, b) in ours.iter().zip(&theirs) {
+                prop_assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{ours:?} vs {theirs:?}");
+            }
+            let (ga, gb) = (per.input_gradient(&packs).unwrap(), joint.input_gradient(&packs).unwrap());
+            let diff = (ga - gb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            prop_assert!(diff < 1e-12, "input gradients differ by {diff}");
         }
     }
 
@@ -303,6 +463,12 @@ mod tests {
         assert_eq!(d.forward(&x)?.dims(), &[5]);
         assert_eq!(d.input_gradient(&x)?.dims(), &[5, 4]);
         assert!(MlpDiscriminator::new(4, &[6], 0, MlpInit::Pytorch, vb.pp("e")).is_err());
+        let per = MlpDiscriminator::per_sample(2, 4, &[6, 3], 5, MlpInit::Pytorch, vb.pp("p"))?;
+        let packs = Tensor::zeros((5, 8), DType::F32, &Device::Cpu)?;
+        assert_eq!(per.forward(&packs)?.dims(), &[5]);
+        assert_eq!(per.input_gradient(&packs)?.dims(), &[5, 8]);
+        assert_eq!(per.hidden[1].weight().dims(), &[15, 24]);
+        assert!(MlpDiscriminator::per_sample(2, 4, &[], 5, MlpInit::Pytorch, vb.pp("q")).is_err());
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! generator under `ema.` holds the moving average of the trained one's
 //! weights (kept by core's trainer), and samples come from it.
 
-use crate::config::{GanConfig, Network};
+use crate::config::{GanConfig, Network, PackInput};
 use crate::dcgan::{DcganDiscriminator, DcganGenerator};
 use crate::mlp::{MlpDiscriminator, MlpGenerator};
 use crate::pack::pack;
@@ -75,13 +75,23 @@ impl Gan {
         let generator = Generator::new(config, vb.pp("generator"))?;
         let d = vb.pp("discriminator");
         let discriminator = match config.network {
-            Network::Mlp => Discriminator::Mlp(MlpDiscriminator::new(
-                config.data_dim * config.pack,
-                &config.discriminator_hidden,
-                config.maxout,
-                config.init,
-                d,
-            )?),
+            Network::Mlp => Discriminator::Mlp(match config.pack_input {
+                PackInput::Joint => MlpDiscriminator::new(
+                    config.data_dim * config.pack,
+                    &config.discriminator_hidden,
+                    config.maxout,
+                    config.init,
+                    d,
+                )?,
+                PackInput::PerSample => MlpDiscriminator::per_sample(
+                    config.data_dim,
+                    config.pack,
+                    &config.discriminator_hidden,
+                    config.maxout,
+                    config.init,
+                    d,
+                )?,
+            }),
             Network::Dcgan => Discriminator::Dcgan(DcganDiscriminator::new(config.pack, d)?),
         };
         let average = if config.ema_decay > 0.0 {

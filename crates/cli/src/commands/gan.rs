@@ -17,7 +17,7 @@ use crate::sample::draw_samples;
 use anyhow::{Context, Result, bail};
 use deepgen_core::candle::Device;
 use deepgen_core::{AdamConfig, DeviceChoice, LrSchedule, Trainer, load_model};
-use deepgen_gan::{Gan, GanConfig, GanLoss, MlpInit, Network};
+use deepgen_gan::{Gan, GanConfig, GanLoss, MlpInit, Network, PackInput};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -33,6 +33,9 @@ pub struct GanFlags {
     /// PacGAN packing: the discriminator judges K samples at once [default: 1].
     #[arg(long, value_name = "K", value_parser = at_least_one)]
     pub pack: Option<usize>,
+    /// How the MLP discriminator's first layer reads a pack: joint (PacGAN: one layer over the K samples concatenated) or per-sample (the same units on each sample, the next layer over their outputs side by side) [default: joint].
+    #[arg(long, value_name = "HOW")]
+    pub pack_input: Option<PackInput>,
     /// WGAN-GP weight λ (MLP discriminator) [default: 0].
     #[arg(long, value_name = "λ", allow_hyphen_values = true, value_parser = non_negative_f64)]
     pub gp: Option<f64>,
@@ -128,6 +131,7 @@ impl ModelCommand for GanCommand {
         }
         set(&mut c.loss, f.loss);
         set(&mut c.pack, f.pack);
+        set(&mut c.pack_input, f.pack_input);
         set(&mut c.gradient_penalty, f.gp);
         set(&mut c.r1, f.r1);
         set(&mut c.latent_dim, f.latent);
