@@ -95,16 +95,7 @@ impl MlpDiscriminator {
     /// # Errors
     /// `pieces = 0`; Candle errors.
     pub fn new(in_dim: usize, hidden: &[usize], pieces: usize, init: MlpInit, vb: VarBuilder) -> Result<Self> {
-        if pieces == 0 {
-            return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
-        }
-        let (layers, last) = stack(in_dim, hidden, 1, pieces, init, &vb)?;
-        Ok(Self {
-            hidden: layers,
-            pieces,
-            sample_dim: None,
-            output: layer(last, 1, init, vb.pp("output"))?,
-        })
+        Self::build(in_dim, None, 1, hidden, pieces, init, vb)
     }
 
     /// A discriminator of packs of `pack` samples of `sample_dim` values
@@ -123,9 +114,6 @@ impl MlpDiscriminator {
         init: MlpInit,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if pieces == 0 {
-            return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
-        }
         if hidden.is_empty() || pack == 0 || sample_dim == 0 {
             return Err(Error::invalid_display(
                 "pack_input",
@@ -133,11 +121,28 @@ impl MlpDiscriminator {
                 "a per-sample first layer needs a hidden layer, a pack and a sample size of at least 1",
             ));
         }
-        let (layers, last) = stack(sample_dim, hidden, pack, pieces, init, &vb)?;
+        Self::build(sample_dim, Some(sample_dim), pack, hidden, pieces, init, vb)
+    }
+
+    /// The layers of [`MlpDiscriminator::new`] (`copies` 1) and
+    /// [`MlpDiscriminator::per_sample`] (`copies` = the pack).
+    fn build(
+        in_dim: usize,
+        sample_dim: Option<usize>,
+        copies: usize,
+        hidden: &[usize],
+        pieces: usize,
+        init: MlpInit,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if pieces == 0 {
+            return Err(Error::invalid_display("maxout", 0, "at least 1 piece (1: leaky ReLU)"));
+        }
+        let (layers, last) = stack(in_dim, hidden, copies, pieces, init, &vb)?;
         Ok(Self {
             hidden: layers,
             pieces,
-            sample_dim: Some(sample_dim),
+            sample_dim,
             output: layer(last, 1, init, vb.pp("output"))?,
         })
     }
